@@ -1,0 +1,117 @@
+//! The packet fingerprint: a hash of header fields that survive forwarding
+//! (not TTL, not checksums, not MAC addresses), computed the same way by the
+//! kernel programs, the uprobe programs and user space, so pieces of one
+//! packet's path can be joined where a new skb is built.
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// IP protocol numbers the fingerprint knows about.
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+#[inline(always)]
+pub fn mix(h: u64, v: u32) -> u64 {
+    (h ^ v as u64).wrapping_mul(FNV_PRIME)
+}
+
+/// The L4 words that go into a fingerprint, taken from the first 16 bytes of
+/// the L4 header (`l4` as read from the packet, in network byte order).
+/// TCP: ports, seq, ack. UDP: ports and length. ICMP: type/code, id/seq.
+#[inline(always)]
+pub fn l4_words(proto: u8, l4: &[u8; 16]) -> [u32; 3] {
+    let w = |i: usize| u32::from_be_bytes([l4[i], l4[i + 1], l4[i + 2], l4[i + 3]]);
+    match proto {
+        IPPROTO_TCP => [w(0), w(4), w(8)],
+        // Checksum excluded: it may be filled in late (offload).
+        IPPROTO_UDP => [w(0), w(4) & 0xffff_0000, 0],
+        // type and code, then id and sequence; the checksum is skipped.
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => [w(0) & 0xffff_0000, w(4), 0],
+        _ => [0, 0, 0],
+    }
+}
+
+/// Fingerprint of an IPv4 packet. Addresses and words in network order as
+/// read from the packet (`u32::from_be_bytes`).
+#[inline(always)]
+pub fn ipv4(saddr: u32, daddr: u32, proto: u8, ip_id: u16, l4: [u32; 3]) -> u64 {
+    let mut h = FNV_OFFSET;
+    h = mix(h, 4);
+    h = mix(h, saddr);
+    h = mix(h, daddr);
+    h = mix(h, ((proto as u32) << 16) | ip_id as u32);
+    h = mix(h, l4[0]);
+    h = mix(h, l4[1]);
+    h = mix(h, l4[2]);
+    finish(h)
+}
+
+/// Fingerprint of an IPv6 packet: addresses as 4+4 words, flow label,
+/// next header, then the same L4 words as IPv4.
+#[inline(always)]
+pub fn ipv6(saddr: [u32; 4], daddr: [u32; 4], flow_label: u32, next: u8, l4: [u32; 3]) -> u64 {
+    let mut h = FNV_OFFSET;
+    h = mix(h, 6);
+    h = mix(h, saddr[0]);
+    h = mix(h, saddr[1]);
+    h = mix(h, saddr[2]);
+    h = mix(h, saddr[3]);
+    h = mix(h, daddr[0]);
+    h = mix(h, daddr[1]);
+    h = mix(h, daddr[2]);
+    h = mix(h, daddr[3]);
+    h = mix(h, ((next as u32) << 20) | (flow_label & 0x000f_ffff));
+    h = mix(h, l4[0]);
+    h = mix(h, l4[1]);
+    h = mix(h, l4[2]);
+    finish(h)
+}
+
+/// Zero means "no fingerprint"; a real hash never returns it.
+#[inline(always)]
+fn finish(h: u64) -> u64 {
+    if h == 0 { 1 } else { h }
+}
+
+/// Computes the fingerprint from a frame's bytes: `l3` is the slice starting
+/// at the IP header, `ethertype` the L3 protocol. Used by user space (and
+/// tests) to check what the kernel computed. Returns 0 when the packet is not
+/// IP or is too short.
+pub fn from_l3(ethertype: u16, l3: &[u8]) -> u64 {
+    let mut l4 = [0u8; 16];
+    match ethertype {
+        0x0800 => {
+            if l3.len() < 20 || l3[0] >> 4 != 4 {
+                return 0;
+            }
+            let ihl = ((l3[0] & 0xf) as usize) * 4;
+            let proto = l3[9];
+            let be32 = |i: usize| u32::from_be_bytes([l3[i], l3[i + 1], l3[i + 2], l3[i + 3]]);
+            if l3.len() > ihl {
+                let n = (l3.len() - ihl).min(16);
+                l4[..n].copy_from_slice(&l3[ihl..ihl + n]);
+            }
+            let ip_id = u16::from_be_bytes([l3[4], l3[5]]);
+            ipv4(be32(12), be32(16), proto, ip_id, l4_words(proto, &l4))
+        }
+        0x86dd => {
+            if l3.len() < 40 || l3[0] >> 4 != 6 {
+                return 0;
+            }
+            let be32 = |i: usize| u32::from_be_bytes([l3[i], l3[i + 1], l3[i + 2], l3[i + 3]]);
+            let next = l3[6];
+            let n = (l3.len() - 40).min(16);
+            l4[..n].copy_from_slice(&l3[40..40 + n]);
+            ipv6(
+                [be32(8), be32(12), be32(16), be32(20)],
+                [be32(24), be32(28), be32(32), be32(36)],
+                be32(0),
+                next,
+                l4_words(next, &l4),
+            )
+        }
+        _ => 0,
+    }
+}

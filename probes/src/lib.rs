@@ -1,0 +1,238 @@
+//! The ABI shared by skbtrace's eBPF programs and its user space.
+//!
+//! Everything here is `#[repr(C)]` with explicit padding so both sides agree
+//! on the layout byte for byte; `EVENT_VERSION` changes whenever a layout does.
+#![no_std]
+
+pub mod fingerprint;
+
+/// Bumped on any change to [`Event`] or [`Config`].
+pub const EVENT_VERSION: u16 = 1;
+
+/// Bytes of packet data copied into each event (from the L2 header when the
+/// skb has one, else from the L3 header).
+pub const CAPTURE_LEN: usize = 128;
+
+/// Number of slots in the per-probe statistics array. Probe ids are below it.
+pub const MAX_PROBES: u32 = 64;
+
+/// How an event's program was attached.
+pub mod method {
+    pub const FENTRY: u8 = 1;
+    pub const KPROBE: u8 = 2;
+    pub const TP_BTF: u8 = 3;
+    pub const RAW_TP: u8 = 4;
+    pub const UPROBE: u8 = 5;
+
+    /// The method as a user reads it (tp_btf and raw_tracepoint are both
+    /// "tracepoint"; `detail` tells them apart).
+    pub const fn kind(m: u8) -> &'static str {
+        match m {
+            FENTRY => "fentry",
+            KPROBE => "kprobe",
+            TP_BTF | RAW_TP => "tracepoint",
+            UPROBE => "uprobe",
+            _ => "unknown",
+        }
+    }
+
+    pub const fn detail(m: u8) -> &'static str {
+        match m {
+            FENTRY => "fentry",
+            KPROBE => "kprobe",
+            TP_BTF => "tp_btf",
+            RAW_TP => "raw_tracepoint",
+            UPROBE => "uprobe",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Bits of [`Event::flags`].
+pub mod flags {
+    /// `data` starts at the Ethernet header; otherwise at the L3 header.
+    pub const L2: u8 = 1 << 0;
+    /// The probe fired with no skb (e.g. packet_sendmsg): only task fields are valid.
+    pub const NO_SKB: u8 = 1 << 1;
+    /// This event ends the skb's life (kfree_skb, consume_skb).
+    pub const END: u8 = 1 << 2;
+    /// This event is the first one of a packet: the filter matched here.
+    pub const MATCH: u8 = 1 << 3;
+    /// The skb is a drop (kfree_skb); `reason` holds the drop reason.
+    pub const DROP: u8 = 1 << 4;
+}
+
+/// Probe ids: one per attach target (a kernel function or a tracepoint).
+/// The user-space catalog maps logical points onto these.
+pub mod id {
+    // Kernel functions (fentry or kprobe).
+    pub const VETH_XMIT: u16 = 0;
+    pub const NETIF_RX: u16 = 1;
+    pub const __NETIF_RX: u16 = 2;
+    pub const BR_HANDLE_FRAME: u16 = 3;
+    pub const __NETIF_RECEIVE_SKB_CORE: u16 = 4;
+    pub const TCP_QUEUE_RCV: u16 = 5;
+    pub const __DEV_QUEUE_XMIT: u16 = 6;
+    pub const DEV_HARD_START_XMIT: u16 = 7;
+    pub const IP_RCV: u16 = 8;
+    pub const IP_OUTPUT: u16 = 9;
+    pub const IP_FINISH_OUTPUT2: u16 = 10;
+    pub const PACKET_RCV: u16 = 11;
+    pub const TPACKET_RCV: u16 = 12;
+    pub const PACKET_SENDMSG: u16 = 13;
+    pub const BR_FORWARD: u16 = 14;
+    pub const IP_LOCAL_DELIVER: u16 = 15;
+    pub const TCP_V4_RCV: u16 = 16;
+    pub const ICMP_RCV: u16 = 17;
+    pub const UDP_RCV: u16 = 18;
+    pub const IP_FORWARD: u16 = 19;
+    pub const FUNC_COUNT: u16 = 20;
+
+    // Tracepoints (tp_btf or raw_tracepoint).
+    pub const TP_NET_DEV_QUEUE: u16 = 32;
+    pub const TP_NET_DEV_START_XMIT: u16 = 33;
+    pub const TP_NET_DEV_XMIT: u16 = 34;
+    pub const TP_NETIF_RX: u16 = 35;
+    pub const TP_NETIF_RECEIVE_SKB: u16 = 36;
+    pub const TP_KFREE_SKB: u16 = 37;
+    pub const TP_CONSUME_SKB: u16 = 38;
+    pub const TP_END: u16 = 39;
+
+    /// Userspace probes (uprobes) start here.
+    pub const UPROBE_BASE: u16 = 48;
+
+    /// The kernel function or tracepoint a probe id stands for.
+    pub const fn name(id: u16) -> Option<&'static str> {
+        Some(match id {
+            VETH_XMIT => "veth_xmit",
+            NETIF_RX => "netif_rx",
+            __NETIF_RX => "__netif_rx",
+            BR_HANDLE_FRAME => "br_handle_frame",
+            __NETIF_RECEIVE_SKB_CORE => "__netif_receive_skb_core",
+            TCP_QUEUE_RCV => "tcp_queue_rcv",
+            __DEV_QUEUE_XMIT => "__dev_queue_xmit",
+            DEV_HARD_START_XMIT => "dev_hard_start_xmit",
+            IP_RCV => "ip_rcv",
+            IP_OUTPUT => "ip_output",
+            IP_FINISH_OUTPUT2 => "ip_finish_output2",
+            PACKET_RCV => "packet_rcv",
+            TPACKET_RCV => "tpacket_rcv",
+            PACKET_SENDMSG => "packet_sendmsg",
+            BR_FORWARD => "br_forward",
+            IP_LOCAL_DELIVER => "ip_local_deliver",
+            TCP_V4_RCV => "tcp_v4_rcv",
+            ICMP_RCV => "icmp_rcv",
+            UDP_RCV => "udp_rcv",
+            IP_FORWARD => "ip_forward",
+            TP_NET_DEV_QUEUE => "net:net_dev_queue",
+            TP_NET_DEV_START_XMIT => "net:net_dev_start_xmit",
+            TP_NET_DEV_XMIT => "net:net_dev_xmit",
+            TP_NETIF_RX => "net:netif_rx",
+            TP_NETIF_RECEIVE_SKB => "net:netif_receive_skb",
+            TP_KFREE_SKB => "skb:kfree_skb",
+            TP_CONSUME_SKB => "skb:consume_skb",
+            _ => return None,
+        })
+    }
+}
+
+/// Struct field offsets read from BTF in user space (no CO-RE in Rust eBPF).
+/// A value of `u32::MAX` means "not present on this kernel".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub skb_len: u32,
+    pub skb_data: u32,
+    pub skb_head: u32,
+    pub skb_mac_header: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_dev: u32,
+    pub skb_protocol: u32,
+    pub skb_mark: u32,
+    pub dev_ifindex: u32,
+    pub dev_name: u32,
+    pub dev_nd_net: u32,
+    pub net_ns_inum: u32,
+    pub _pad: u32,
+}
+
+/// Global configuration handed to the programs at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub version: u16,
+    /// Non-zero: only packets first seen with this ifindex (in `filter_netns`) start a track.
+    pub filter_enabled: u16,
+    pub filter_ifindex: u32,
+    /// netns inode number of the filter device.
+    pub filter_netns: u32,
+    pub _pad: u32,
+    pub offsets: Offsets,
+}
+
+/// One hop of one packet, as written to the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub version: u16,
+    pub probe: u16,
+    pub method: u8,
+    pub flags: u8,
+    /// Bytes of `data` that are valid.
+    pub cap_len: u16,
+    /// bpf_ktime_get_ns (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    pub skb: u64,
+    pub head: u64,
+    pub fingerprint: u64,
+    /// Thread group id (the process id a user sees).
+    pub pid: u32,
+    pub tid: u32,
+    pub cpu: u32,
+    pub ifindex: u32,
+    pub netns: u32,
+    pub len: u32,
+    pub mark: u32,
+    /// Drop reason for kfree_skb; batch size for userspace batch probes.
+    pub reason: u32,
+    /// skb->protocol in host byte order.
+    pub protocol: u16,
+    pub _pad: [u8; 6],
+    pub comm: [u8; 16],
+    pub dev: [u8; 16],
+    pub data: [u8; CAPTURE_LEN],
+}
+
+impl Event {
+    pub const SIZE: usize = core::mem::size_of::<Event>();
+}
+
+/// Per-probe counters, kept per CPU in the kernel and summed in user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeStats {
+    /// Times the program ran.
+    pub hits: u64,
+    /// Events written to the ring buffer.
+    pub emitted: u64,
+    /// Events that matched but could not be written (ring buffer full).
+    pub lost: u64,
+}
+
+// Layout checks: a change here must bump EVENT_VERSION.
+const _: () = assert!(core::mem::size_of::<Event>() == 112 + CAPTURE_LEN);
+const _: () = assert!(core::mem::size_of::<Event>() % 8 == 0);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + 56);
+const _: () = assert!(core::mem::size_of::<ProbeStats>() == 24);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] structs of integers with no implicit padding;
+    // every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProbeStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Event {}
+}

@@ -1,0 +1,126 @@
+//! The plain data every sink and the TUI consume: one [`Timeline`] per
+//! packet, made of [`Hop`]s, and a [`Summary`] for the whole trace. This is
+//! also the JSON Lines schema (`{"type":"timeline",...}` and
+//! `{"type":"summary",...}`), so changes here are schema changes.
+
+use serde::{Deserialize, Serialize};
+
+/// One place a packet was seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    /// The kernel function, tracepoint (`net:netif_rx`) or uprobe symbol that fired.
+    pub probe: String,
+    /// fentry | kprobe | tracepoint | uprobe
+    pub method: String,
+    /// Device name, empty when the skb had no device yet.
+    pub dev: String,
+    pub ifindex: u32,
+    /// Network namespace inode number.
+    pub netns: u32,
+    pub cpu: u32,
+    pub pid: u32,
+    pub comm: String,
+    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
+    pub ts_ns: u64,
+    /// Since the previous hop of this packet; 0 for the first.
+    pub delta_ns: u64,
+    /// skb->len at this hop.
+    pub len: u32,
+    /// Set on the hop where the kernel dropped the packet (kfree_skb).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_reason: Option<String>,
+    /// Packet bytes captured at this hop (from the Ethernet header when
+    /// `l2`), hex-encoded in JSON; empty when not captured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex_bytes")]
+    pub data: Vec<u8>,
+    /// `data` starts at the Ethernet header (else at the IP header).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub l2: bool,
+}
+
+/// One packet's path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub id: u64,
+    /// e.g. `ICMP 10.0.1.1 > 10.0.2.1 echo-request id 7 seq 1`
+    pub summary: String,
+    /// `0x` + 16 hex digits.
+    pub fingerprint: String,
+    /// The packet's life ended (freed, consumed, delivered) rather than timing out.
+    pub complete: bool,
+    /// Events for this packet may have been lost (ring buffer full).
+    pub lost_events: bool,
+    /// The packet was dropped; the last hop carries the reason.
+    #[serde(default)]
+    pub dropped: bool,
+    pub start_ns: u64,
+    /// RFC 3339 wall-clock time of the first hop.
+    pub wall_start: String,
+    pub total_ns: u64,
+    pub hops: Vec<Hop>,
+}
+
+/// Latency between two consecutive probes, over all packets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HopPairStats {
+    pub from: String,
+    pub to: String,
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+/// Events emitted and lost by one probe.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeCount {
+    pub probe: String,
+    pub method: String,
+    pub events: u64,
+    pub lost: u64,
+}
+
+/// The whole trace, written last.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub packets: u64,
+    pub complete: u64,
+    pub incomplete: u64,
+    pub dropped: u64,
+    pub events: u64,
+    pub lost_events: u64,
+    pub probes: Vec<ProbeCount>,
+    pub hop_pairs: Vec<HopPairStats>,
+}
+
+/// A JSON Lines record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Timeline(Timeline),
+    Summary(Summary),
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = String::with_capacity(v.len() * 2);
+        for b in v {
+            out.push_str(&format!("{b:02x}"));
+        }
+        s.serialize_str(&out)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.len() % 2 != 0 {
+            return Err(D::Error::custom("odd number of hex digits"));
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(D::Error::custom))
+            .collect()
+    }
+}

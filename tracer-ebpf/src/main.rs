@@ -1,0 +1,395 @@
+//! skbtrace's kernel side: thin entry points per probe point and attach
+//! method, all calling `on_skb`, which filters, fingerprints and emits one
+//! [`Event`] to the ring buffer.
+//!
+//! Rust emits no CO-RE relocations, so every struct field is read through
+//! offsets that user space took from the running kernel's BTF (`CONFIG`).
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+    },
+    macros::{btf_tracepoint, fentry, kprobe, map, raw_tracepoint},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext},
+};
+use probes::{
+    CAPTURE_LEN, Config, EVENT_VERSION, Event, MAX_PROBES, Offsets, ProbeStats, fingerprint, flags,
+    id, method,
+};
+
+/// Filled in by user space at load time (it lives in .rodata).
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config {
+    version: 0,
+    filter_enabled: 0,
+    filter_ifindex: 0,
+    filter_netns: 0,
+    _pad: 0,
+    offsets: Offsets {
+        skb_len: 0,
+        skb_data: 0,
+        skb_head: 0,
+        skb_mac_header: 0,
+        skb_network_header: 0,
+        skb_transport_header: 0,
+        skb_dev: 0,
+        skb_protocol: 0,
+        skb_mark: 0,
+        dev_ifindex: 0,
+        dev_name: 0,
+        dev_nd_net: 0,
+        net_ns_inum: 0,
+        _pad: 0,
+    },
+};
+
+/// User space resizes it with `EbpfLoader::set_max_entries`.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
+
+#[map]
+static STATS: PerCpuArray<ProbeStats> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
+
+/// skb address -> first-seen time, for "track after match".
+#[map]
+static TRACKED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// Fingerprints of tracked packets, so a copy of a tracked packet (a new skb
+/// built by AF_PACKET, skb_copy, ...) is tracked too.
+#[map]
+static TRACKED_FP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+macro_rules! cfg {
+    ($($f:ident).+) => {
+        {
+            // SAFETY: CONFIG is a plain static; read_volatile stops the
+            // compiler from folding the placeholders user space overwrites.
+            #[allow(unused_unsafe)]
+            let v = unsafe { core::ptr::read_volatile(&raw const CONFIG.$($f).+) };
+            v
+        }
+    };
+}
+
+#[inline(always)]
+fn read<T: Copy + Default>(addr: u64) -> T {
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault yields Err.
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.unwrap_or_default()
+}
+
+const NO_HEADER: u16 = 0xffff;
+
+#[inline(always)]
+fn bump(probe: u16, f: impl FnOnce(&mut ProbeStats)) {
+    if let Some(s) = STATS.get_ptr_mut(probe as u32) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        f(unsafe { &mut *s });
+    }
+}
+
+/// Where the packet's L3 header is, and its ethertype.
+struct L3 {
+    addr: u64,
+    ethertype: u16,
+    /// Capture start: the Ethernet header when `l2`, else the L3 header.
+    start: u64,
+    l2: bool,
+}
+
+#[inline(always)]
+fn locate_l3(skb: u64, head: u64, data: u64) -> L3 {
+    let mac: u16 = read(skb + cfg!(offsets.skb_mac_header) as u64);
+    let nh: u16 = read(skb + cfg!(offsets.skb_network_header) as u64);
+    if mac != NO_HEADER && (nh == NO_HEADER || nh >= mac.wrapping_add(14)) {
+        let eth = head + mac as u64;
+        let mut ethertype = u16::from_be(read::<u16>(eth + 12));
+        let mut addr = eth + 14;
+        if ethertype == 0x8100 || ethertype == 0x88a8 {
+            ethertype = u16::from_be(read::<u16>(eth + 16));
+            addr += 4;
+        }
+        return L3 { addr, ethertype, start: eth, l2: true };
+    }
+    let ethertype = u16::from_be(read::<u16>(skb + cfg!(offsets.skb_protocol) as u64));
+    let addr = if nh != NO_HEADER { head + nh as u64 } else { data };
+    L3 { addr, ethertype, start: addr, l2: false }
+}
+
+#[inline(always)]
+fn compute_fingerprint(l3: &L3) -> u64 {
+    let mut l4 = [0u8; 16];
+    match l3.ethertype {
+        0x0800 => {
+            let mut ip = [0u8; 20];
+            // SAFETY: helper-checked kernel read into a stack buffer.
+            if unsafe { bpf_probe_read_kernel_buf(l3.addr as *const u8, &mut ip) }.is_err() {
+                return 0;
+            }
+            if ip[0] >> 4 != 4 {
+                return 0;
+            }
+            let ihl = ((ip[0] & 0xf) as u64) * 4;
+            // SAFETY: as above.
+            let _ = unsafe { bpf_probe_read_kernel_buf((l3.addr + ihl) as *const u8, &mut l4) };
+            let proto = ip[9];
+            fingerprint::ipv4(
+                u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
+                u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
+                proto,
+                u16::from_be_bytes([ip[4], ip[5]]),
+                fingerprint::l4_words(proto, &l4),
+            )
+        }
+        0x86dd => {
+            let mut ip = [0u8; 40];
+            // SAFETY: helper-checked kernel read into a stack buffer.
+            if unsafe { bpf_probe_read_kernel_buf(l3.addr as *const u8, &mut ip) }.is_err() {
+                return 0;
+            }
+            // SAFETY: as above.
+            let _ = unsafe { bpf_probe_read_kernel_buf((l3.addr + 40) as *const u8, &mut l4) };
+            let w = |i: usize| u32::from_be_bytes([ip[i], ip[i + 1], ip[i + 2], ip[i + 3]]);
+            let next = ip[6];
+            fingerprint::ipv6(
+                [w(8), w(12), w(16), w(20)],
+                [w(24), w(28), w(32), w(36)],
+                w(0),
+                next,
+                fingerprint::l4_words(next, &l4),
+            )
+        }
+        _ => 0,
+    }
+}
+
+/// The common path of every skb probe.
+#[inline(always)]
+fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
+    bump(probe, |s| s.hits += 1);
+    if skb == 0 {
+        return;
+    }
+    let dev: u64 = read(skb + cfg!(offsets.skb_dev) as u64);
+    let (ifindex, netns) = if dev != 0 {
+        let net: u64 = read(dev + cfg!(offsets.dev_nd_net) as u64);
+        let ns: u32 = if net != 0 { read(net + cfg!(offsets.net_ns_inum) as u64) } else { 0 };
+        (read::<u32>(dev + cfg!(offsets.dev_ifindex) as u64), ns)
+    } else {
+        (0, 0)
+    };
+    let head: u64 = read(skb + cfg!(offsets.skb_head) as u64);
+    let data: u64 = read(skb + cfg!(offsets.skb_data) as u64);
+    let l3 = locate_l3(skb, head, data);
+    let fp = compute_fingerprint(&l3);
+    let mut fl = extra;
+
+    // SAFETY: map lookups return pointers the verifier checks.
+    let tracked = unsafe { TRACKED.get(&skb) }.is_some();
+    if !tracked {
+        let matched = cfg!(filter_enabled) == 0
+            || (ifindex == cfg!(filter_ifindex) && netns == cfg!(filter_netns));
+        if matched {
+            fl |= flags::MATCH;
+            if fp != 0 {
+                let _ = TRACKED_FP.insert(&fp, &0, 0);
+            }
+        } else if fp == 0 || {
+            // SAFETY: map lookup; the value is not kept.
+            unsafe { TRACKED_FP.get(&fp) }.is_none()
+        } {
+            // Neither seen on the filter device nor a copy of a packet that was.
+            return;
+        }
+        if extra & flags::END == 0 {
+            // SAFETY: as above.
+            let now = unsafe { bpf_ktime_get_ns() };
+            let _ = TRACKED.insert(&skb, &now, 0);
+        }
+    } else if extra & flags::END != 0 {
+        let _ = TRACKED.remove(&skb);
+    }
+
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        bump(probe, |s| s.lost += 1);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer slot
+    // of size_of::<Event>(); every field is written before submit.
+    unsafe {
+        let len: u32 = read(skb + cfg!(offsets.skb_len) as u64);
+        (*ev).version = EVENT_VERSION;
+        (*ev).probe = probe;
+        (*ev).method = meth;
+        (*ev).flags = fl | if l3.l2 { flags::L2 } else { 0 };
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).skb = skb;
+        (*ev).head = head;
+        (*ev).fingerprint = fp;
+        let pid_tgid = bpf_get_current_pid_tgid();
+        (*ev).pid = (pid_tgid >> 32) as u32;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).cpu = bpf_get_smp_processor_id();
+        (*ev).ifindex = ifindex;
+        (*ev).netns = netns;
+        (*ev).len = len;
+        (*ev).mark = read(skb + cfg!(offsets.skb_mark) as u64);
+        (*ev).reason = reason;
+        (*ev).protocol = l3.ethertype;
+        (*ev)._pad = [0; 6];
+        (*ev).comm = bpf_get_current_comm().unwrap_or_default();
+        (*ev).dev = [0; 16];
+        if dev != 0 {
+            let _ = bpf_probe_read_kernel_buf(
+                (dev + cfg!(offsets.dev_name) as u64) as *const u8,
+                &mut (*ev).dev,
+            );
+        }
+        // Bytes from the capture start to the end of the packet; a fixed-size
+        // read keeps the verifier happy and stays inside the skb head
+        // allocation (skb_shared_info follows the data).
+        let avail = (data + len as u64).saturating_sub(l3.start);
+        (*ev).cap_len = if avail > CAPTURE_LEN as u64 { CAPTURE_LEN as u16 } else { avail as u16 };
+        if bpf_probe_read_kernel_buf(l3.start as *const u8, &mut (*ev).data).is_err() {
+            (*ev).data = [0; CAPTURE_LEN];
+            (*ev).cap_len = 0;
+        }
+    }
+    entry.submit(0);
+    bump(probe, |s| s.emitted += 1);
+}
+
+/// For functions that take `struct sk_buff **`.
+#[inline(always)]
+fn deref(pp: u64) -> u64 {
+    if pp == 0 { 0 } else { read(pp) }
+}
+
+// One fentry and one kprobe program per kernel function: `$arg` is the
+// argument that holds the skb, `$pp` says it is a `struct sk_buff **`.
+macro_rules! func_probe {
+    ($fe:ident, $kp:ident, $id:expr, $arg:expr, $pp:expr) => {
+        #[fentry]
+        pub fn $fe(ctx: FEntryContext) -> u32 {
+            let p: u64 = ctx.arg($arg);
+            on_skb(if $pp { deref(p) } else { p }, $id, method::FENTRY, 0, 0);
+            0
+        }
+
+        #[kprobe]
+        pub fn $kp(ctx: ProbeContext) -> u32 {
+            let p: u64 = ctx.arg($arg).unwrap_or(0);
+            on_skb(if $pp { deref(p) } else { p }, $id, method::KPROBE, 0, 0);
+            0
+        }
+    };
+}
+
+func_probe!(fe_veth_xmit, kp_veth_xmit, id::VETH_XMIT, 0, false);
+func_probe!(fe_netif_rx, kp_netif_rx, id::NETIF_RX, 0, false);
+func_probe!(fe_dunder_netif_rx, kp_dunder_netif_rx, id::__NETIF_RX, 0, false);
+func_probe!(fe_br_handle_frame, kp_br_handle_frame, id::BR_HANDLE_FRAME, 0, true);
+func_probe!(fe_nrsc, kp_nrsc, id::__NETIF_RECEIVE_SKB_CORE, 0, true);
+func_probe!(fe_tcp_queue_rcv, kp_tcp_queue_rcv, id::TCP_QUEUE_RCV, 1, false);
+func_probe!(fe_dev_queue_xmit, kp_dev_queue_xmit, id::__DEV_QUEUE_XMIT, 0, false);
+func_probe!(fe_dev_hard_start_xmit, kp_dev_hard_start_xmit, id::DEV_HARD_START_XMIT, 0, false);
+func_probe!(fe_ip_rcv, kp_ip_rcv, id::IP_RCV, 0, false);
+func_probe!(fe_ip_output, kp_ip_output, id::IP_OUTPUT, 2, false);
+func_probe!(fe_ip_finish_output2, kp_ip_finish_output2, id::IP_FINISH_OUTPUT2, 2, false);
+func_probe!(fe_packet_rcv, kp_packet_rcv, id::PACKET_RCV, 0, false);
+func_probe!(fe_tpacket_rcv, kp_tpacket_rcv, id::TPACKET_RCV, 0, false);
+func_probe!(fe_br_forward, kp_br_forward, id::BR_FORWARD, 1, false);
+func_probe!(fe_ip_local_deliver, kp_ip_local_deliver, id::IP_LOCAL_DELIVER, 0, false);
+func_probe!(fe_tcp_v4_rcv, kp_tcp_v4_rcv, id::TCP_V4_RCV, 0, false);
+func_probe!(fe_icmp_rcv, kp_icmp_rcv, id::ICMP_RCV, 0, false);
+func_probe!(fe_udp_rcv, kp_udp_rcv, id::UDP_RCV, 0, false);
+func_probe!(fe_ip_forward, kp_ip_forward, id::IP_FORWARD, 0, false);
+
+/// packet_sendmsg(struct socket *, struct msghdr *, size_t) has no skb yet:
+/// it records who sent how much. Shown only when no device filter is set,
+/// since nothing ties it to a device before the skb exists.
+#[inline(always)]
+fn on_sendmsg(meth: u8, len: u64) {
+    let probe = id::PACKET_SENDMSG;
+    bump(probe, |s| s.hits += 1);
+    if cfg!(filter_enabled) != 0 {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        bump(probe, |s| s.lost += 1);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: exclusively owned ring-buffer slot; every field is written.
+    unsafe {
+        core::ptr::write_bytes(ev, 0, 1);
+        (*ev).version = EVENT_VERSION;
+        (*ev).probe = probe;
+        (*ev).method = meth;
+        (*ev).flags = flags::NO_SKB;
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        let pid_tgid = bpf_get_current_pid_tgid();
+        (*ev).pid = (pid_tgid >> 32) as u32;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).cpu = bpf_get_smp_processor_id();
+        (*ev).len = len as u32;
+        (*ev).comm = bpf_get_current_comm().unwrap_or_default();
+    }
+    entry.submit(0);
+    bump(probe, |s| s.emitted += 1);
+}
+
+#[fentry]
+pub fn fe_packet_sendmsg(ctx: FEntryContext) -> u32 {
+    on_sendmsg(method::FENTRY, ctx.arg(2));
+    0
+}
+
+#[kprobe]
+pub fn kp_packet_sendmsg(ctx: ProbeContext) -> u32 {
+    on_sendmsg(method::KPROBE, ctx.arg(2).unwrap_or(0));
+    0
+}
+
+// One tp_btf and one raw_tracepoint program per tracepoint. Both see the
+// tracepoint's own arguments; the skb is argument 0 in all of these.
+macro_rules! tp_probe {
+    ($tb:ident, $rt:ident, $id:expr, $extra:expr, $reason_arg:expr) => {
+        #[btf_tracepoint]
+        pub fn $tb(ctx: BtfTracePointContext) -> u32 {
+            let reason: u64 = if $reason_arg > 0 { ctx.arg($reason_arg) } else { 0 };
+            on_skb(ctx.arg(0), $id, method::TP_BTF, $extra, reason as u32);
+            0
+        }
+
+        #[raw_tracepoint]
+        pub fn $rt(ctx: RawTracePointContext) -> u32 {
+            let reason: u64 = if $reason_arg > 0 { ctx.arg($reason_arg) } else { 0 };
+            on_skb(ctx.arg(0), $id, method::RAW_TP, $extra, reason as u32);
+            0
+        }
+    };
+}
+
+tp_probe!(tb_net_dev_queue, rt_net_dev_queue, id::TP_NET_DEV_QUEUE, 0, 0);
+tp_probe!(tb_net_dev_start_xmit, rt_net_dev_start_xmit, id::TP_NET_DEV_START_XMIT, 0, 0);
+tp_probe!(tb_net_dev_xmit, rt_net_dev_xmit, id::TP_NET_DEV_XMIT, 0, 0);
+tp_probe!(tb_netif_rx, rt_netif_rx, id::TP_NETIF_RX, 0, 0);
+tp_probe!(tb_netif_receive_skb, rt_netif_receive_skb, id::TP_NETIF_RECEIVE_SKB, 0, 0);
+// kfree_skb(skb, location, reason): the packet is dropped here.
+tp_probe!(tb_kfree_skb, rt_kfree_skb, id::TP_KFREE_SKB, flags::END | flags::DROP, 2);
+tp_probe!(tb_consume_skb, rt_consume_skb, id::TP_CONSUME_SKB, flags::END, 0);
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

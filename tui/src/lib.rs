@@ -1,0 +1,1 @@
+//! The TUI waterfall. Filled in by its own issue.
