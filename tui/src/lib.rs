@@ -1,1 +1,169 @@
-//! The TUI waterfall. Filled in by its own issue.
+//! skbtrace's latency waterfall: a packet list, the selected packet's
+//! per-hop waterfall, hop-pair latency percentiles over all packets and a
+//! status line, drawn with ratatui from plain [`timeline::model`] data.
+//!
+//! [`run`] shows a live source fed through a channel; [`run_replay`] shows a
+//! saved trace. Both own the terminal until the user quits and restore it on
+//! every exit path, panics included.
+
+pub mod app;
+mod export;
+mod render;
+mod stats;
+mod term;
+#[doc(hidden)]
+pub mod text;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use crossterm::event::{self, Event, KeyEventKind};
+use timeline::model::{Summary, Timeline};
+
+pub use app::{Action, App, ExportFormat, SortBy};
+pub use export::{export, pcapng_available};
+pub use render::KEYS;
+
+/// What a live source sends the TUI.
+#[derive(Debug)]
+pub enum Input {
+    /// One finished packet.
+    Timeline(Timeline),
+    /// Source counters, sent about once a second.
+    Status(Status),
+    /// The source has nothing more; the TUI stays up until the user quits.
+    End,
+}
+
+/// The source's state for the status line.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Status {
+    pub events_per_sec: f64,
+    /// Ring-buffer records lost, per probe.
+    pub lost_per_probe: Vec<(String, u64)>,
+    /// (probe, attach method) of every attached probe.
+    pub probes: Vec<(String, String)>,
+    /// `live: veth1` or `replay: FILE`.
+    pub source: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Packets kept in the list; older ones are evicted but stay counted in
+    /// the statistics.
+    pub max_packets: usize,
+    /// Where `e` writes its files.
+    pub export_dir: PathBuf,
+    /// Shown in the status line until a [`Status`] names the source
+    /// (`replay: FILE` for [`run_replay`], which gets no Status).
+    pub source: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_packets: 10_000,
+            export_dir: PathBuf::from("."),
+            source: None,
+        }
+    }
+}
+
+/// Longest wait for a key before looking at the channel again: the bound on
+/// how stale the screen can get.
+const TICK: Duration = Duration::from_millis(50);
+/// Longest time spent draining the channel before drawing and reading keys,
+/// so a burst never makes the UI unresponsive.
+const DRAIN_BUDGET: Duration = Duration::from_millis(30);
+
+/// Runs the TUI until the user quits; returns when q/SIGINT/SIGTERM. Never blocks on `rx`.
+pub fn run(rx: Receiver<Input>, opts: Options) -> anyhow::Result<()> {
+    let app = App::new(&opts);
+    event_loop(app, Some(rx), &opts)
+}
+
+/// Shows a saved trace (all its packets, and its summary when it has one)
+/// until the user quits.
+pub fn run_replay(
+    timelines: Vec<Timeline>,
+    summary: Option<Summary>,
+    opts: Options,
+) -> anyhow::Result<()> {
+    let app = App::replay(timelines, summary, &opts);
+    event_loop(app, None, &opts)
+}
+
+/// One loop selecting over data (drained with try_recv), keys (polled with a
+/// short timeout) and ticks; draws only when something changed.
+fn event_loop(mut app: App, rx: Option<Receiver<Input>>, opts: &Options) -> anyhow::Result<()> {
+    let stop = term::StopSignals::register().context("cannot install SIGINT/SIGTERM handlers")?;
+    let mut guard = term::TerminalGuard::enter().context("cannot set up the terminal")?;
+    let mut rx = rx;
+    let mut redraw = true;
+    loop {
+        if stop.flag.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut more = false;
+        if let Some(r) = &rx {
+            let started = Instant::now();
+            loop {
+                match r.try_recv() {
+                    Ok(Input::Timeline(t)) => app.push(t),
+                    Ok(Input::Status(s)) => app.set_status(s),
+                    Ok(Input::End) => app.end_of_source(),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        app.end_of_source();
+                        rx = None;
+                        break;
+                    }
+                }
+                redraw = true;
+                if started.elapsed() >= DRAIN_BUDGET {
+                    more = true;
+                    break;
+                }
+            }
+        }
+        if redraw {
+            app.refresh();
+            guard
+                .terminal
+                .draw(|f| f.render_widget(&app, f.area()))
+                .context("cannot draw")?;
+            redraw = false;
+        }
+        let timeout = if more { Duration::ZERO } else { TICK };
+        if !event::poll(timeout).context("cannot read terminal events")? {
+            continue;
+        }
+        // Handle every event already queued before drawing again.
+        loop {
+            match event::read().context("cannot read terminal events")? {
+                Event::Key(k) if k.kind != KeyEventKind::Release => match app.on_key(k) {
+                    Action::Quit => return Ok(()),
+                    Action::Export(fmt) => {
+                        let msg = match export(&app, fmt, &opts.export_dir) {
+                            Ok((path, n)) => format!("exported {n} packets to {}", path.display()),
+                            Err(e) => format!("export failed: {e:#}"),
+                        };
+                        app.set_message(msg);
+                    }
+                    Action::None => {}
+                },
+                // ratatui resizes its buffers on the next draw.
+                Event::Resize(..) => {}
+                _ => {}
+            }
+            redraw = true;
+            if !event::poll(Duration::ZERO).context("cannot read terminal events")? {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! Owning the terminal: raw mode and the alternate screen for as long as the
+//! guard lives, given back on drop and from a panic hook, so the user's
+//! shell is usable again however the TUI ends.
+
+use std::io::{self, Stdout, Write};
+use std::sync::Arc;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossterm::cursor::Show;
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use signal_hook::SigId;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+/// Set while the terminal is in TUI mode; the panic hook restores only then.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static HOOK: Once = Once::new();
+
+/// Leaves raw mode and the alternate screen; does nothing when not active,
+/// so the guard and the panic hook can both call it.
+fn restore() {
+    if ACTIVE.swap(false, Ordering::SeqCst) {
+        let _ = disable_raw_mode();
+        let mut out = io::stdout();
+        let _ = execute!(out, LeaveAlternateScreen, Show);
+        let _ = out.flush();
+    }
+}
+
+pub struct TerminalGuard {
+    pub terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    pub fn enter() -> io::Result<TerminalGuard> {
+        HOOK.call_once(|| {
+            let prev = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                // Restore first, or the panic message lands on the alternate
+                // screen and vanishes with it.
+                restore();
+                prev(info);
+            }));
+        });
+        enable_raw_mode()?;
+        ACTIVE.store(true, Ordering::SeqCst);
+        let mut out = io::stdout();
+        if let Err(e) = execute!(out, EnterAlternateScreen) {
+            restore();
+            return Err(e);
+        }
+        match Terminal::new(CrosstermBackend::new(out)) {
+            Ok(mut terminal) => {
+                let _ = terminal.hide_cursor();
+                let _ = terminal.clear();
+                Ok(TerminalGuard { terminal })
+            }
+            Err(e) => {
+                restore();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP turn into a flag the event loop checks, so
+/// they end the TUI through the same path as `q` (terminal restored). A
+/// second one while the first is pending exits at once, for a stuck UI.
+pub struct StopSignals {
+    pub flag: Arc<AtomicBool>,
+    ids: Vec<SigId>,
+}
+
+impl StopSignals {
+    pub fn register() -> io::Result<StopSignals> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut s = StopSignals {
+            flag: flag.clone(),
+            ids: Vec::new(),
+        };
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            // Registered before the flag setter, so it sees the flag as it
+            // was before this signal: set only by an earlier one.
+            s.ids.push(signal_hook::flag::register_conditional_shutdown(
+                sig,
+                130,
+                flag.clone(),
+            )?);
+            s.ids.push(signal_hook::flag::register(sig, flag.clone())?);
+        }
+        Ok(s)
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
