@@ -9,8 +9,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
     },
     macros::{btf_tracepoint, fentry, kprobe, map, raw_tracepoint},
     maps::{LruHashMap, PerCpuArray, RingBuf},
@@ -112,11 +112,25 @@ fn locate_l3(skb: u64, head: u64, data: u64) -> L3 {
             ethertype = u16::from_be(read::<u16>(eth + 16));
             addr += 4;
         }
-        return L3 { addr, ethertype, start: eth, l2: true };
+        return L3 {
+            addr,
+            ethertype,
+            start: eth,
+            l2: true,
+        };
     }
     let ethertype = u16::from_be(read::<u16>(skb + cfg!(offsets.skb_protocol) as u64));
-    let addr = if nh != NO_HEADER { head + nh as u64 } else { data };
-    L3 { addr, ethertype, start: addr, l2: false }
+    let addr = if nh != NO_HEADER {
+        head + nh as u64
+    } else {
+        data
+    };
+    L3 {
+        addr,
+        ethertype,
+        start: addr,
+        l2: false,
+    }
 }
 
 #[inline(always)]
@@ -176,7 +190,11 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
     let dev: u64 = read(skb + cfg!(offsets.skb_dev) as u64);
     let (ifindex, netns) = if dev != 0 {
         let net: u64 = read(dev + cfg!(offsets.dev_nd_net) as u64);
-        let ns: u32 = if net != 0 { read(net + cfg!(offsets.net_ns_inum) as u64) } else { 0 };
+        let ns: u32 = if net != 0 {
+            read(net + cfg!(offsets.net_ns_inum) as u64)
+        } else {
+            0
+        };
         (read::<u32>(dev + cfg!(offsets.dev_ifindex) as u64), ns)
     } else {
         (0, 0)
@@ -253,7 +271,11 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
         // read keeps the verifier happy and stays inside the skb head
         // allocation (skb_shared_info follows the data).
         let avail = (data + len as u64).saturating_sub(l3.start);
-        (*ev).cap_len = if avail > CAPTURE_LEN as u64 { CAPTURE_LEN as u16 } else { avail as u16 };
+        (*ev).cap_len = if avail > CAPTURE_LEN as u64 {
+            CAPTURE_LEN as u16
+        } else {
+            avail as u16
+        };
         if bpf_probe_read_kernel_buf(l3.start as *const u8, &mut (*ev).data).is_err() {
             (*ev).data = [0; CAPTURE_LEN];
             (*ev).cap_len = 0;
@@ -291,19 +313,61 @@ macro_rules! func_probe {
 
 func_probe!(fe_veth_xmit, kp_veth_xmit, id::VETH_XMIT, 0, false);
 func_probe!(fe_netif_rx, kp_netif_rx, id::NETIF_RX, 0, false);
-func_probe!(fe_dunder_netif_rx, kp_dunder_netif_rx, id::__NETIF_RX, 0, false);
-func_probe!(fe_br_handle_frame, kp_br_handle_frame, id::BR_HANDLE_FRAME, 0, true);
+func_probe!(
+    fe_dunder_netif_rx,
+    kp_dunder_netif_rx,
+    id::__NETIF_RX,
+    0,
+    false
+);
+func_probe!(
+    fe_br_handle_frame,
+    kp_br_handle_frame,
+    id::BR_HANDLE_FRAME,
+    0,
+    true
+);
 func_probe!(fe_nrsc, kp_nrsc, id::__NETIF_RECEIVE_SKB_CORE, 0, true);
-func_probe!(fe_tcp_queue_rcv, kp_tcp_queue_rcv, id::TCP_QUEUE_RCV, 1, false);
-func_probe!(fe_dev_queue_xmit, kp_dev_queue_xmit, id::__DEV_QUEUE_XMIT, 0, false);
-func_probe!(fe_dev_hard_start_xmit, kp_dev_hard_start_xmit, id::DEV_HARD_START_XMIT, 0, false);
+func_probe!(
+    fe_tcp_queue_rcv,
+    kp_tcp_queue_rcv,
+    id::TCP_QUEUE_RCV,
+    1,
+    false
+);
+func_probe!(
+    fe_dev_queue_xmit,
+    kp_dev_queue_xmit,
+    id::__DEV_QUEUE_XMIT,
+    0,
+    false
+);
+func_probe!(
+    fe_dev_hard_start_xmit,
+    kp_dev_hard_start_xmit,
+    id::DEV_HARD_START_XMIT,
+    0,
+    false
+);
 func_probe!(fe_ip_rcv, kp_ip_rcv, id::IP_RCV, 0, false);
 func_probe!(fe_ip_output, kp_ip_output, id::IP_OUTPUT, 2, false);
-func_probe!(fe_ip_finish_output2, kp_ip_finish_output2, id::IP_FINISH_OUTPUT2, 2, false);
+func_probe!(
+    fe_ip_finish_output2,
+    kp_ip_finish_output2,
+    id::IP_FINISH_OUTPUT2,
+    2,
+    false
+);
 func_probe!(fe_packet_rcv, kp_packet_rcv, id::PACKET_RCV, 0, false);
 func_probe!(fe_tpacket_rcv, kp_tpacket_rcv, id::TPACKET_RCV, 0, false);
 func_probe!(fe_br_forward, kp_br_forward, id::BR_FORWARD, 1, false);
-func_probe!(fe_ip_local_deliver, kp_ip_local_deliver, id::IP_LOCAL_DELIVER, 0, false);
+func_probe!(
+    fe_ip_local_deliver,
+    kp_ip_local_deliver,
+    id::IP_LOCAL_DELIVER,
+    0,
+    false
+);
 func_probe!(fe_tcp_v4_rcv, kp_tcp_v4_rcv, id::TCP_V4_RCV, 0, false);
 func_probe!(fe_icmp_rcv, kp_icmp_rcv, id::ICMP_RCV, 0, false);
 func_probe!(fe_udp_rcv, kp_udp_rcv, id::UDP_RCV, 0, false);
@@ -361,28 +425,66 @@ macro_rules! tp_probe {
     ($tb:ident, $rt:ident, $id:expr, $extra:expr, $reason_arg:expr) => {
         #[btf_tracepoint]
         pub fn $tb(ctx: BtfTracePointContext) -> u32 {
-            let reason: u64 = if $reason_arg > 0 { ctx.arg($reason_arg) } else { 0 };
+            let reason: u64 = if $reason_arg > 0 {
+                ctx.arg($reason_arg)
+            } else {
+                0
+            };
             on_skb(ctx.arg(0), $id, method::TP_BTF, $extra, reason as u32);
             0
         }
 
         #[raw_tracepoint]
         pub fn $rt(ctx: RawTracePointContext) -> u32 {
-            let reason: u64 = if $reason_arg > 0 { ctx.arg($reason_arg) } else { 0 };
+            let reason: u64 = if $reason_arg > 0 {
+                ctx.arg($reason_arg)
+            } else {
+                0
+            };
             on_skb(ctx.arg(0), $id, method::RAW_TP, $extra, reason as u32);
             0
         }
     };
 }
 
-tp_probe!(tb_net_dev_queue, rt_net_dev_queue, id::TP_NET_DEV_QUEUE, 0, 0);
-tp_probe!(tb_net_dev_start_xmit, rt_net_dev_start_xmit, id::TP_NET_DEV_START_XMIT, 0, 0);
+tp_probe!(
+    tb_net_dev_queue,
+    rt_net_dev_queue,
+    id::TP_NET_DEV_QUEUE,
+    0,
+    0
+);
+tp_probe!(
+    tb_net_dev_start_xmit,
+    rt_net_dev_start_xmit,
+    id::TP_NET_DEV_START_XMIT,
+    0,
+    0
+);
 tp_probe!(tb_net_dev_xmit, rt_net_dev_xmit, id::TP_NET_DEV_XMIT, 0, 0);
 tp_probe!(tb_netif_rx, rt_netif_rx, id::TP_NETIF_RX, 0, 0);
-tp_probe!(tb_netif_receive_skb, rt_netif_receive_skb, id::TP_NETIF_RECEIVE_SKB, 0, 0);
+tp_probe!(
+    tb_netif_receive_skb,
+    rt_netif_receive_skb,
+    id::TP_NETIF_RECEIVE_SKB,
+    0,
+    0
+);
 // kfree_skb(skb, location, reason): the packet is dropped here.
-tp_probe!(tb_kfree_skb, rt_kfree_skb, id::TP_KFREE_SKB, flags::END | flags::DROP, 2);
-tp_probe!(tb_consume_skb, rt_consume_skb, id::TP_CONSUME_SKB, flags::END, 0);
+tp_probe!(
+    tb_kfree_skb,
+    rt_kfree_skb,
+    id::TP_KFREE_SKB,
+    flags::END | flags::DROP,
+    2
+);
+tp_probe!(
+    tb_consume_skb,
+    rt_consume_skb,
+    id::TP_CONSUME_SKB,
+    flags::END,
+    0
+);
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,1 +1,344 @@
-fn main(){}
+//! The `skbtrace` command line.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use probes::{Event, flags};
+use timeline::decode::{cstr, decode};
+use tracer::netdev;
+use tracer::session::{AttachReport, Session, SessionOptions};
+use tracer::source::{Stop, drain};
+
+const EXAMPLES: &str = "\
+Examples:
+  skbtrace probes                         which probe points attach on this kernel, and how
+  skbtrace events --dev veth1             raw hop events of packets first seen on veth1
+  skbtrace events --dev eth0 --netns ns1 --count 20
+";
+
+#[derive(Parser)]
+#[command(
+    name = "skbtrace",
+    version,
+    about = "Follow packets through the Linux kernel and userspace datapaths, hop by hop",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Attach every probe point and print, for this kernel, the method used
+    /// for each and why better methods were not available; then detach.
+    #[command(after_help = "Example:\n  skbtrace probes --json | jq '.points[] | {point, method}'")]
+    Probes {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print raw hop events for packets first seen on DEV, wherever they go
+    /// next.
+    #[command(
+        after_help = "Examples:\n  skbtrace events --dev veth1\n  skbtrace events --dev veth0 --netns ns1 --count 50 --duration 10s"
+    )]
+    Events {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Stop after N events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long (500ms, 8s, 2m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        #[command(flatten)]
+        ring: RingArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// Device a packet must first be seen on.
+    #[arg(long)]
+    dev: String,
+    /// Network namespace of DEV: a name from `ip netns list`, a path
+    /// (/proc/PID/ns/net) or an inode number. Default: skbtrace's own.
+    #[arg(long)]
+    netns: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct RingArgs {
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
+    ring_mib: u32,
+}
+
+fn parse_ring_mib(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !v.is_power_of_two() || v > 1024 {
+        return Err("must be a power of two between 1 and 1024".into());
+    }
+    Ok(v)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // clap exits with 2 on usage errors by itself.
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skbtrace: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Probes { json } => cmd_probes(json),
+        Cmd::Events {
+            filter,
+            count,
+            duration,
+            ring,
+        } => cmd_events(filter, count, duration, ring),
+    }
+}
+
+fn cmd_probes(json: bool) -> anyhow::Result<()> {
+    let session = Session::start(&SessionOptions {
+        target: None,
+        ring_bytes: 1 << 20,
+    })?;
+    let report = &session.report;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+    } else {
+        print_probe_table(&mut out, report)?;
+    }
+    Ok(())
+}
+
+fn print_probe_table(out: &mut impl Write, r: &AttachReport) -> std::io::Result<()> {
+    let c = &r.capabilities;
+    writeln!(out, "kernel {}", r.kernel)?;
+    writeln!(
+        out,
+        "kprobes: {}  vmlinux BTF: {}  tracefs: {}  modules: {}",
+        if c.kprobe_pmu {
+            "yes"
+        } else {
+            "no (CONFIG_KPROBES off)"
+        },
+        if c.vmlinux_btf { "yes" } else { "no" },
+        c.tracefs
+            .as_ref()
+            .map_or("not mounted".into(), |p| p.display().to_string()),
+        c.module_btf
+            .iter()
+            .map(|(m, s)| format!(
+                "{m}={}",
+                serde_json::to_value(s)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<26} {:<40} {:<15} {:>9}  WHY NOT BETTER",
+        "POINT", "ATTACHED TO", "METHOD", "ATTACH"
+    )?;
+    for p in &r.points {
+        let target = match (&p.via, &p.symbol) {
+            (Some(via), _) => format!("{via} (nearest tracepoint)"),
+            (None, Some(s)) => match &p.module {
+                Some(m) => format!("{s} [{m}]"),
+                None => s.clone(),
+            },
+            (None, None) => "-".into(),
+        };
+        let method = p.method.unwrap_or("UNAVAILABLE");
+        let time = if p.method.is_some() && p.via.is_none() {
+            format!("{:.1}ms", p.attach_us as f64 / 1000.0)
+        } else {
+            "-".into()
+        };
+        let why: Vec<String> = p
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.method, s.reason))
+            .collect();
+        writeln!(
+            out,
+            "{:<26} {:<40} {:<15} {:>9}  {}",
+            p.point,
+            target,
+            method,
+            time,
+            why.first().map_or("", |s| s)
+        )?;
+        for w in why.iter().skip(1) {
+            writeln!(out, "{:<26} {:<40} {:<15} {:>9}  {}", "", "", "", "", w)?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} of {} points attached in {} ms",
+        r.attached(),
+        r.points.len(),
+        r.total_attach_ms
+    )?;
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")
+}
+
+fn cmd_events(
+    filter: FilterArgs,
+    count: Option<u64>,
+    duration: Option<Duration>,
+    ring: RingArgs,
+) -> anyhow::Result<()> {
+    // Validate input before attaching anything.
+    let target = netdev::resolve(&filter.dev, filter.netns.as_deref())?;
+    let mut session = Session::start(&SessionOptions {
+        target: Some(target.clone()),
+        ring_bytes: ring.ring_mib << 20,
+    })?;
+    let methods: std::collections::HashMap<String, &'static str> =
+        session.methods().into_iter().collect();
+    let ring = session.take_ring()?;
+    eprintln!(
+        "skbtrace: following packets first seen on {} (ifindex {}, netns {} inode {}); {} points attached. Ctrl-C to stop.",
+        target.dev,
+        target.ifindex,
+        target.netns_label,
+        target.netns_inode,
+        session.report.attached()
+    );
+    let out = std::cell::RefCell::new(std::io::BufWriter::new(std::io::stdout().lock()));
+    writeln!(
+        out.borrow_mut(),
+        "{:>14} {:<26} {:<14} {:<24} {:>7} {:>3} {:<22} {:<18} {:>5}",
+        "TIME(us)",
+        "PROBE",
+        "METHOD",
+        "DEV@NETNS",
+        "IFINDEX",
+        "CPU",
+        "TASK",
+        "SKB",
+        "LEN"
+    )?;
+    let mut first_ts = None;
+    let mut n = 0u64;
+    let mut bad = 0u64;
+    let stop = runtime()?.block_on(drain(
+        ring,
+        duration,
+        Duration::from_millis(200),
+        |bytes| {
+            let ev = match decode(bytes) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    bad += 1;
+                    if bad == 1 {
+                        eprintln!("skbtrace: dropping a malformed event: {e}");
+                    }
+                    return ControlFlow::Continue(());
+                }
+            };
+            let t0 = *first_ts.get_or_insert(ev.ts_ns);
+            let _ = print_event(&mut *out.borrow_mut(), &ev, t0, &methods);
+            n += 1;
+            if count.is_some_and(|c| n >= c) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+        || {
+            let _ = out.borrow_mut().flush();
+            ControlFlow::Continue(())
+        },
+    ))?;
+    out.borrow_mut().flush()?;
+    drop(out);
+    print_stats(&session, n, stop)?;
+    Ok(())
+}
+
+fn print_event(
+    out: &mut impl Write,
+    ev: &Event,
+    t0: u64,
+    methods: &std::collections::HashMap<String, &'static str>,
+) -> std::io::Result<()> {
+    let probe = probes::id::name(ev.probe).unwrap_or("?");
+    let method = methods
+        .get(probe)
+        .copied()
+        .unwrap_or(probes::method::detail(ev.method));
+    let dev = if ev.flags & flags::NO_SKB != 0 {
+        "-".to_string()
+    } else {
+        format!("{}@{}", cstr(&ev.dev), ev.netns)
+    };
+    let mut extra = String::new();
+    if ev.flags & flags::DROP != 0 {
+        extra = format!(" drop_reason={}", ev.reason);
+    }
+    writeln!(
+        out,
+        "{:>14.3} {:<26} {:<14} {:<24} {:>7} {:>3} {:<22} 0x{:016x} {:>5}{}",
+        ev.ts_ns.saturating_sub(t0) as f64 / 1000.0,
+        probe,
+        method,
+        dev,
+        ev.ifindex,
+        ev.cpu,
+        format!("{}:{}", cstr(&ev.comm), ev.pid),
+        ev.skb,
+        ev.len,
+        extra
+    )
+}
+
+fn print_stats(session: &Session, shown: u64, stop: Stop) -> anyhow::Result<()> {
+    let stats = session.stats()?;
+    let lost: u64 = stats.iter().map(|(_, s)| s.lost).sum();
+    eprintln!("skbtrace: stopped ({stop:?}); {shown} events shown; {lost} lost");
+    eprintln!(
+        "{:<26} {:>10} {:>10} {:>8}",
+        "PROBE", "RUNS", "EVENTS", "LOST"
+    );
+    for (id, s) in stats {
+        eprintln!(
+            "{:<26} {:>10} {:>10} {:>8}",
+            probes::id::name(id).unwrap_or("?"),
+            s.hits,
+            s.emitted,
+            s.lost
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! skbtrace: follow packets through the Linux kernel. The library half of
+//! the `skbtrace` binary: capabilities, the probe catalog, BTF offsets,
+//! attach, and the event source. Data flows one way: probe -> ring buffer
+//! -> decode -> correlate (timeline crate) -> sinks.
+
+pub mod btf;
+pub mod caps;
+pub mod catalog;
+pub mod kallsyms;
+pub mod netdev;
+pub mod session;
+pub mod source;

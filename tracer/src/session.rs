@@ -1,0 +1,458 @@
+//! Loading the eBPF object and attaching every catalog point by the best
+//! method the running kernel allows, recording why better ones were not
+//! used. Dropping a [`Session`] detaches and unloads everything.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{BtfTracePoint, FEntry, KProbe, RawTracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use probes::{Config, EVENT_VERSION, MAX_PROBES, ProbeStats};
+use serde::Serialize;
+
+use crate::btf::KernelBtf;
+use crate::caps::Capabilities;
+use crate::catalog::{self, FuncPoint, TracePoint};
+use crate::kallsyms::Kallsyms;
+use crate::netdev::Target;
+
+/// The eBPF object built by build.rs (empty when built without the eBPF toolchain).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o"));
+
+pub fn ebpf_object() -> anyhow::Result<&'static [u8]> {
+    if EBPF_OBJECT.is_empty() {
+        bail!(
+            "this skbtrace was built without its eBPF programs (bpf-linker or rust-src was missing at build time): run scripts/setup.sh, then `cargo build --release` again"
+        );
+    }
+    Ok(EBPF_OBJECT)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub method: &'static str,
+    pub reason: String,
+}
+
+/// How one point was attached (or why it could not be).
+#[derive(Clone, Debug, Serialize)]
+pub struct PointReport {
+    /// The function or `category:tracepoint`.
+    pub point: String,
+    /// What was attached: the kallsyms name (may be `f.constprop.0`) or the tracepoint.
+    pub symbol: Option<String>,
+    pub module: Option<String>,
+    /// fentry | kprobe | tp_btf | raw_tracepoint; None when nothing worked.
+    pub method: Option<&'static str>,
+    /// For a point reached through a tracepoint: which one.
+    pub via: Option<String>,
+    /// Load + attach time of this point's program.
+    pub attach_us: u64,
+    /// Better methods that were not used, and why.
+    pub skipped: Vec<Skipped>,
+    pub about: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AttachReport {
+    pub kernel: String,
+    pub capabilities: Capabilities,
+    pub points: Vec<PointReport>,
+    pub total_attach_ms: u64,
+}
+
+impl AttachReport {
+    pub fn attached(&self) -> usize {
+        self.points.iter().filter(|p| p.method.is_some()).count()
+    }
+}
+
+pub struct SessionOptions {
+    pub target: Option<Target>,
+    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    pub ring_bytes: u32,
+}
+
+pub struct Session {
+    // Keeps the programs attached; dropping it detaches and unloads them.
+    ebpf: Ebpf,
+    pub report: AttachReport,
+    pub drop_reasons: HashMap<u32, String>,
+    pub offsets: probes::Offsets,
+}
+
+/// Formats an error with its sources, shortened to one readable line (a
+/// verifier log can be thousands of lines; its first line says enough here).
+pub fn error_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    let s = s.replace('\n', " ");
+    if s.len() > 240 {
+        let mut cut = 240;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}...", &s[..cut])
+    } else {
+        s
+    }
+}
+
+fn is_permission_error(msg: &str) -> bool {
+    msg.contains("Operation not permitted")
+        || msg.contains("Permission denied")
+        || msg.contains("EPERM")
+}
+
+impl Session {
+    pub fn start(opts: &SessionOptions) -> anyhow::Result<Session> {
+        crate::caps::check_privileges().map_err(anyhow::Error::msg)?;
+        let object = ebpf_object()?;
+        let caps = Capabilities::detect();
+        let kbtf = KernelBtf::load()?;
+        let offsets = kbtf
+            .offsets()
+            .context("reading struct offsets from the kernel's BTF")?;
+        let drop_reasons = crate::btf::drop_reasons(&kbtf);
+        let kallsyms = Kallsyms::read().context("reading /proc/kallsyms")?;
+        let aya_btf = Btf::from_sys_fs().context("parsing /sys/kernel/btf/vmlinux with aya")?;
+
+        let config = Config {
+            version: EVENT_VERSION,
+            filter_enabled: opts.target.is_some() as u16,
+            filter_ifindex: opts.target.as_ref().map_or(0, |t| t.ifindex),
+            filter_netns: opts.target.as_ref().map_or(0, |t| t.netns_inode),
+            _pad: 0,
+            offsets,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", opts.ring_bytes)
+            .load(object)
+            .context("loading skbtrace's eBPF object (maps and globals)")?;
+
+        let started = Instant::now();
+        let mut points = Vec::new();
+        let mut fentry_blocked: Option<String> = None;
+        let mut tp_needed: BTreeSet<u16> = catalog::TRACEPOINTS
+            .iter()
+            .filter(|t| t.always)
+            .map(|t| t.id)
+            .collect();
+        let mut fallbacks: Vec<(usize, u16)> = Vec::new();
+
+        for f in catalog::FUNCTIONS {
+            let r = attach_function(
+                &mut ebpf,
+                f,
+                &caps,
+                &kbtf,
+                &aya_btf,
+                &kallsyms,
+                &mut fentry_blocked,
+            );
+            if r.method.is_none()
+                && let Some(fb) = f.fallback
+            {
+                tp_needed.insert(fb);
+                fallbacks.push((points.len(), fb));
+            }
+            points.push(r);
+        }
+        let mut tp_method: HashMap<u16, (&'static str, u64)> = HashMap::new();
+        for id in tp_needed {
+            let Some(tp) = catalog::tracepoint(id) else {
+                continue;
+            };
+            let r = attach_tracepoint(&mut ebpf, tp, &aya_btf);
+            if let Some(m) = r.method {
+                tp_method.insert(id, (m, r.attach_us));
+            }
+            points.push(r);
+        }
+        for (i, fb) in fallbacks {
+            let Some(tp) = catalog::tracepoint(fb) else {
+                continue;
+            };
+            let p = &mut points[i];
+            match tp_method.get(&fb) {
+                Some((m, _)) => {
+                    p.method = Some(m);
+                    p.via = Some(tp.full_name());
+                }
+                None => p.skipped.push(Skipped {
+                    method: "tracepoint",
+                    reason: format!("{} could not be attached either", tp.full_name()),
+                }),
+            }
+        }
+        let report = AttachReport {
+            kernel: caps.kernel.clone(),
+            capabilities: caps,
+            points,
+            total_attach_ms: started.elapsed().as_millis() as u64,
+        };
+        if report.attached() == 0 {
+            bail!(
+                "no probe point could be attached on this kernel; run `skbtrace probes` to see why"
+            );
+        }
+        Ok(Session {
+            ebpf,
+            report,
+            drop_reasons,
+            offsets,
+        })
+    }
+
+    /// The ring buffer the programs write events to (can be taken once).
+    pub fn take_ring(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .context("the EVENTS ring buffer was already taken")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Per-probe counters summed over CPUs, for probes that ran.
+    pub fn stats(&self) -> anyhow::Result<Vec<(u16, ProbeStats)>> {
+        let map = self.ebpf.map("STATS").context("no STATS map")?;
+        let arr: PerCpuArray<&MapData, ProbeStats> = PerCpuArray::try_from(map)?;
+        let mut out = Vec::new();
+        for id in 0..MAX_PROBES {
+            let per_cpu = arr.get(&id, 0)?;
+            let mut sum = ProbeStats::default();
+            for s in per_cpu.iter() {
+                sum.hits += s.hits;
+                sum.emitted += s.emitted;
+                sum.lost += s.lost;
+            }
+            if sum.hits > 0 {
+                out.push((id as u16, sum));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The method each attached probe id uses (for labelling events).
+    pub fn methods(&self) -> Vec<(String, &'static str)> {
+        self.report
+            .points
+            .iter()
+            .filter_map(|p| p.method.map(|m| (p.point.clone(), m)))
+            .collect()
+    }
+}
+
+fn attach_function(
+    ebpf: &mut Ebpf,
+    f: &FuncPoint,
+    caps: &Capabilities,
+    kbtf: &KernelBtf,
+    aya_btf: &Btf,
+    kallsyms: &Kallsyms,
+    fentry_blocked: &mut Option<String>,
+) -> PointReport {
+    let mut r = PointReport {
+        point: f.func.to_string(),
+        symbol: None,
+        module: None,
+        method: None,
+        via: None,
+        attach_us: 0,
+        skipped: vec![],
+        about: f.about,
+    };
+    let Some(sym) = kallsyms.resolve(f.func) else {
+        let why = format!(
+            "{} is not in /proc/kallsyms (not in this kernel, or its module is not loaded)",
+            f.func
+        );
+        r.skipped.push(Skipped {
+            method: "fentry",
+            reason: why.clone(),
+        });
+        r.skipped.push(Skipped {
+            method: "kprobe",
+            reason: why,
+        });
+        return r;
+    };
+    r.symbol = Some(sym.name.clone());
+    r.module = sym.module.clone();
+
+    // Rung 1: fentry.
+    let fentry_skip = if let Some(why) = fentry_blocked.as_ref() {
+        Some(why.clone())
+    } else if let Some(m) = &sym.module {
+        Some(format!(
+            "in module {m}: aya 0.14's FEntry::load does not pass the module's BTF object, so trampolines reach only vmlinux functions"
+        ))
+    } else if sym.name != f.func {
+        Some(format!(
+            "only {} is in kallsyms: a trampoline needs the exact function",
+            sym.name
+        ))
+    } else if !kbtf.has_func(f.func) {
+        Some(format!("vmlinux BTF does not describe {}", f.func))
+    } else {
+        None
+    };
+    match fentry_skip {
+        Some(reason) => r.skipped.push(Skipped {
+            method: "fentry",
+            reason,
+        }),
+        None => {
+            let t = Instant::now();
+            match load_fentry(ebpf, f.fentry_prog, f.func, aya_btf) {
+                Ok(()) => {
+                    r.method = Some("fentry");
+                    r.attach_us = t.elapsed().as_micros() as u64;
+                    return r;
+                }
+                Err(e) => {
+                    let reason = format!("loading failed: {e}");
+                    if is_permission_error(&reason) {
+                        *fentry_blocked =
+                            Some(format!("fentry programs are refused on this kernel ({e})"));
+                    }
+                    r.skipped.push(Skipped {
+                        method: "fentry",
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    // Rung 2: kprobe.
+    if !caps.kprobe_pmu {
+        r.skipped.push(Skipped {
+            method: "kprobe",
+            reason: "CONFIG_KPROBES is off: no kprobe PMU in /sys/bus/event_source/devices".into(),
+        });
+    } else {
+        let t = Instant::now();
+        match load_kprobe(ebpf, f.kprobe_prog, &sym.name) {
+            Ok(()) => {
+                r.method = Some("kprobe");
+                r.attach_us = t.elapsed().as_micros() as u64;
+                return r;
+            }
+            Err(e) => r.skipped.push(Skipped {
+                method: "kprobe",
+                reason: format!("attach failed: {e}"),
+            }),
+        }
+    }
+    if f.fallback.is_none() {
+        r.skipped.push(Skipped {
+            method: "tracepoint",
+            reason: "no tracepoint fires at or next to this function".into(),
+        });
+    }
+    r
+}
+
+fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} is missing from the eBPF object"))?;
+    p.try_into()
+        .map_err(|e: aya::programs::ProgramError| error_line(&e))
+}
+
+fn load_fentry(ebpf: &mut Ebpf, prog: &str, func: &str, btf: &Btf) -> Result<(), String> {
+    let p: &mut FEntry = program_mut(ebpf, prog)?;
+    p.load(func, btf).map_err(|e| error_line(&e))?;
+    p.attach().map_err(|e| error_line(&e))?;
+    Ok(())
+}
+
+fn load_kprobe(ebpf: &mut Ebpf, prog: &str, symbol: &str) -> Result<(), String> {
+    let p: &mut KProbe = program_mut(ebpf, prog)?;
+    p.load().map_err(|e| error_line(&e))?;
+    p.attach(symbol, 0).map_err(|e| error_line(&e))?;
+    Ok(())
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, tp: &TracePoint, btf: &Btf) -> PointReport {
+    let mut r = PointReport {
+        point: tp.full_name(),
+        symbol: Some(tp.full_name()),
+        module: None,
+        method: None,
+        via: None,
+        attach_us: 0,
+        skipped: vec![],
+        about: tp.about,
+    };
+    r.skipped.push(Skipped {
+        method: "fentry",
+        reason: "a tracepoint, not a function".into(),
+    });
+    let t = Instant::now();
+    let tb = (|| -> Result<(), String> {
+        let p: &mut BtfTracePoint = program_mut(ebpf, tp.tp_btf_prog)?;
+        p.load(tp.name, btf).map_err(|e| error_line(&e))?;
+        p.attach().map_err(|e| error_line(&e))?;
+        Ok(())
+    })();
+    match tb {
+        Ok(()) => {
+            r.method = Some("tp_btf");
+            r.attach_us = t.elapsed().as_micros() as u64;
+            return r;
+        }
+        Err(e) => r.skipped.push(Skipped {
+            method: "tp_btf",
+            reason: e,
+        }),
+    }
+    let t = Instant::now();
+    let rt = (|| -> Result<(), String> {
+        let p: &mut RawTracePoint = program_mut(ebpf, tp.raw_tp_prog)?;
+        p.load().map_err(|e| error_line(&e))?;
+        p.attach(tp.name).map_err(|e| error_line(&e))?;
+        Ok(())
+    })();
+    match rt {
+        Ok(()) => {
+            r.method = Some("raw_tracepoint");
+            r.attach_us = t.elapsed().as_micros() as u64;
+        }
+        Err(e) => r.skipped.push(Skipped {
+            method: "raw_tracepoint",
+            reason: e,
+        }),
+    }
+    r
+}
+
+/// Offset to add to bpf_ktime_get_ns (CLOCK_MONOTONIC) for CLOCK_REALTIME.
+pub fn mono_to_realtime_ns() -> i128 {
+    use nix::time::{ClockId, clock_gettime};
+    let m1 = clock_gettime(ClockId::CLOCK_MONOTONIC).ok();
+    let r = clock_gettime(ClockId::CLOCK_REALTIME).ok();
+    let m2 = clock_gettime(ClockId::CLOCK_MONOTONIC).ok();
+    match (m1, r, m2) {
+        (Some(m1), Some(r), Some(m2)) => {
+            let ns = |t: nix::sys::time::TimeSpec| {
+                t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128
+            };
+            ns(r) - (ns(m1) + ns(m2)) / 2
+        }
+        _ => 0,
+    }
+}
