@@ -8,19 +8,27 @@ use probes::{EVENT_VERSION, Event};
 pub enum DecodeError {
     #[error("event record is {got} bytes, expected {want}")]
     Size { got: usize, want: usize },
-    #[error("event version {got}, this skbtrace understands {want}: rebuild skbtrace and its eBPF object together")]
+    #[error(
+        "event version {got}, this skbtrace understands {want}: rebuild skbtrace and its eBPF object together"
+    )]
     Version { got: u16, want: u16 },
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     if bytes.len() < Event::SIZE {
-        return Err(DecodeError::Size { got: bytes.len(), want: Event::SIZE });
+        return Err(DecodeError::Size {
+            got: bytes.len(),
+            want: Event::SIZE,
+        });
     }
     // SAFETY: the length was checked above; read_unaligned copes with any
     // alignment, and Event is plain integers, valid for every bit pattern.
     let ev = unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Event) };
     if ev.version != EVENT_VERSION {
-        return Err(DecodeError::Version { got: ev.version, want: EVENT_VERSION });
+        return Err(DecodeError::Version {
+            got: ev.version,
+            want: EVENT_VERSION,
+        });
     }
     Ok(ev)
 }
@@ -88,10 +96,16 @@ mod tests {
         let bytes = encode(&sample());
         assert_eq!(
             decode(&bytes[..100]),
-            Err(DecodeError::Size { got: 100, want: Event::SIZE })
+            Err(DecodeError::Size {
+                got: 100,
+                want: Event::SIZE
+            })
         );
         let mut other = bytes.clone();
         other[0] = 0xfe;
-        assert!(matches!(decode(&other), Err(DecodeError::Version { got: 0xfe, .. })));
+        assert!(matches!(
+            decode(&other),
+            Err(DecodeError::Version { got: 0xfe, .. })
+        ));
     }
 }

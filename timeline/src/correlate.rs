@@ -1,0 +1,617 @@
+//! The aggregator: raw hop events in, one [`Timeline`] per packet out.
+//!
+//! # Packet identity (see DESIGN.md)
+//!
+//! - **skb life.** An skb address is one packet from its first event until
+//!   an event with [`flags::END`] (kfree_skb, consume_skb) or a
+//!   [`id::TCP_QUEUE_RCV`] event (queued to a socket: the packet arrived).
+//! - **Clones.** An unknown skb address whose `head` is the head of a live
+//!   skb is a clone and joins that skb's packet.
+//! - **Reuse.** After an END the address is free; a later event for it
+//!   starts a new packet. An event for a live address with a different head
+//!   *and* a different fingerprint means the old life ended unseen (lost
+//!   END): the old packet is closed as incomplete and a new one starts. (A
+//!   different head with the same fingerprint is `pskb_expand_head`: same
+//!   packet.)
+//! - **Fingerprint join.** An unknown skb whose non-zero fingerprint equals
+//!   that of a packet that is still open, or whose skbs all ended less than
+//!   `join_window_ns` ago, joins that packet: a packet that goes through an
+//!   AF_PACKET forwarder and comes back as a new skb stays one timeline.
+//! - **Out of order.** Events come nearly in time order. An event for an
+//!   address that ended, with a timestamp *before* that END, belongs to the
+//!   life that ended (kept until its packet is emitted). Hops are sorted by
+//!   timestamp when a timeline is emitted.
+//! - **Emission** ([`Correlator::poll`]): a packet whose skbs all ended is
+//!   held `join_window_ns` after its last END, then emitted `complete`; a
+//!   packet with no event for `timeout_ns` is emitted incomplete.
+//! - **Not packets.** [`flags::NO_SKB`] events (packet_sendmsg) are counted
+//!   per probe and not made into timelines: nothing ties them to one packet
+//!   reliably. An END event for an skb nobody saw before, that is not a
+//!   drop and joins nothing (e.g. the consume_skb of a packet whose life
+//!   ended at tcp_queue_rcv, long after), is counted as unattached; a drop
+//!   seen only at kfree_skb still makes a one-hop timeline.
+//!
+//! # Use
+//!
+//! ```
+//! use timeline::{Correlator, CorrelatorConfig};
+//! let mut c = Correlator::new(CorrelatorConfig::default());
+//! # let records: Vec<Vec<u8>> = Vec::new();
+//! for rec in &records {
+//!     if let Ok(ev) = timeline::decode::decode(rec) {
+//!         c.push(&ev);
+//!     }
+//! }
+//! // Periodically (e.g. every 100 ms), with CLOCK_MONOTONIC now:
+//! c.note_lost(probes::id::VETH_XMIT, 0);
+//! for t in c.poll(1_000_000_000) { /* sink.timeline(&t) */ let _ = t; }
+//! // On exit:
+//! let rest = c.finish();
+//! let summary = c.summary();
+//! # let _ = (rest, summary);
+//! ```
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use probes::{CAPTURE_LEN, Event, flags, id, method};
+
+use crate::decode::cstr;
+use crate::fmt::{mono_to_wall_ns, rfc3339_ns};
+use crate::model::{Hop, ProbeCount, Summary, Timeline};
+use crate::names::ProbeNames;
+use crate::stats::Stats;
+use crate::summarize::summarize;
+
+/// Settings of a [`Correlator`].
+#[derive(Clone, Debug)]
+pub struct CorrelatorConfig {
+    /// A packet with no event for this long is emitted as incomplete. Default 2 s.
+    pub timeout_ns: u64,
+    /// How long a packet whose skbs all ended stays open for a fingerprint
+    /// join before it is emitted complete. Default 50 ms.
+    pub join_window_ns: u64,
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC in ns, for `wall_start`.
+    pub mono_to_realtime_ns: i64,
+    /// Drop reason number -> name (BTF `enum skb_drop_reason`); a reason
+    /// missing here is shown as its number.
+    pub drop_reasons: HashMap<u32, String>,
+    /// Probe id -> name; kernel probes are named by default, uprobes are
+    /// added by the caller.
+    pub probe_names: ProbeNames,
+}
+
+impl Default for CorrelatorConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ns: 2_000_000_000,
+            join_window_ns: 50_000_000,
+            mono_to_realtime_ns: 0,
+            drop_reasons: HashMap::new(),
+            probe_names: ProbeNames::default(),
+        }
+    }
+}
+
+/// Keys are kernel addresses, packet ids and fingerprints: already well
+/// spread in their middle bits, so one multiply-xorshift is enough and much
+/// cheaper than SipHash on the per-event path. Not exposed to untrusted keys
+/// that could be chosen to collide.
+#[derive(Default, Clone, Copy)]
+struct U64Hasher(u64);
+
+impl Hasher for U64Hasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 32)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+type FastMap<V> = HashMap<u64, V, BuildHasherDefault<U64Hasher>>;
+
+/// A live skb address.
+#[derive(Clone, Copy)]
+struct LiveSkb {
+    pkt: u64,
+    head: u64,
+    fp: u64,
+}
+
+/// An address whose life ended, kept while its packet is held so late
+/// (reordered) events of that life still find it.
+#[derive(Clone, Copy)]
+struct EndedSkb {
+    pkt: u64,
+    end_ts: u64,
+}
+
+/// Live skbs sharing one `head` (a packet and its clones).
+#[derive(Clone, Copy)]
+struct HeadRef {
+    pkt: u64,
+    refs: u32,
+}
+
+struct Packet {
+    events: Vec<Event>,
+    /// Live skb addresses of this packet.
+    live: u32,
+    /// Latest END timestamp once `live` dropped to 0.
+    ended_at: Option<u64>,
+    /// Latest event timestamp (for the timeout).
+    last_ts: u64,
+    /// An skb's end was inferred, not seen.
+    end_unseen: bool,
+    lost: bool,
+    /// Addresses, heads and fingerprints this packet registered, to clean
+    /// the indexes when it is emitted.
+    skbs: Vec<u64>,
+    heads: Vec<u64>,
+    fps: Vec<u64>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct ProbeCounter {
+    events: u64,
+    lost: u64,
+    method: u8,
+    seen: bool,
+}
+
+/// Correlates hop events into per-packet timelines. Single-threaded; feed
+/// it from the one task that drains the ring buffer.
+pub struct Correlator {
+    cfg: CorrelatorConfig,
+    next_id: u64,
+    packets: FastMap<Packet>,
+    skbs: FastMap<LiveSkb>,
+    ended: FastMap<EndedSkb>,
+    heads: FastMap<HeadRef>,
+    fps: FastMap<u64>,
+    probes: Vec<ProbeCounter>,
+    events: u64,
+    no_skb: u64,
+    unattached: u64,
+    latest_ts: u64,
+    stats: Stats,
+}
+
+impl Correlator {
+    pub fn new(cfg: CorrelatorConfig) -> Self {
+        Self {
+            cfg,
+            next_id: 1,
+            packets: FastMap::default(),
+            skbs: FastMap::default(),
+            ended: FastMap::default(),
+            heads: FastMap::default(),
+            fps: FastMap::default(),
+            probes: Vec::new(),
+            events: 0,
+            no_skb: 0,
+            unattached: 0,
+            latest_ts: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &CorrelatorConfig {
+        &self.cfg
+    }
+
+    /// Names probe `id` from now on (uprobes), see [`ProbeNames::set`].
+    pub fn set_probe_name(&mut self, id: u16, name: impl Into<String>) {
+        self.cfg.probe_names.set(id, name);
+    }
+
+    fn counter(&mut self, probe: u16) -> &mut ProbeCounter {
+        let i = probe as usize;
+        if i >= self.probes.len() {
+            self.probes.resize(i + 1, ProbeCounter::default());
+        }
+        &mut self.probes[i]
+    }
+
+    /// Adds one event. Cheap: no allocation unless a packet starts or its
+    /// hop list grows.
+    pub fn push(&mut self, ev: &Event) {
+        self.events += 1;
+        let c = self.counter(ev.probe);
+        c.events += 1;
+        c.method = ev.method;
+        c.seen = true;
+        if ev.flags & flags::NO_SKB != 0 || ev.skb == 0 {
+            self.no_skb += 1;
+            return;
+        }
+        self.latest_ts = self.latest_ts.max(ev.ts_ns);
+        let ends = ev.flags & flags::END != 0 || ev.probe == id::TCP_QUEUE_RCV;
+
+        // A live address.
+        if let Some(l) = self.skbs.get(&ev.skb).copied() {
+            let reused = ev.head != 0
+                && l.head != 0
+                && ev.head != l.head
+                && !(ev.fingerprint != 0 && ev.fingerprint == l.fp);
+            if !reused {
+                if ev.head != l.head && ev.head != 0 {
+                    // pskb_expand_head: same packet, new buffer.
+                    self.unref_head(l.head);
+                    self.ref_head(ev.head, l.pkt);
+                }
+                if let Some(s) = self.skbs.get_mut(&ev.skb) {
+                    s.head = ev.head;
+                    if ev.fingerprint != 0 {
+                        s.fp = ev.fingerprint;
+                    }
+                }
+                self.append(l.pkt, ev);
+                if ends {
+                    self.end_skb(ev.skb, ev.ts_ns, false);
+                }
+                return;
+            }
+            // The old life ended without us seeing it.
+            self.end_skb(ev.skb, ev.ts_ns, true);
+        }
+
+        // A late event of a life that already ended.
+        if let Some(e) = self.ended.get(&ev.skb).copied()
+            && ev.ts_ns <= e.end_ts
+            && self.packets.contains_key(&e.pkt)
+        {
+            self.append(e.pkt, ev);
+            return;
+        }
+
+        // A clone of a live skb, else a copy of a recent packet, else new.
+        let joined = self
+            .heads
+            .get(&ev.head)
+            .filter(|_| ev.head != 0)
+            .map(|h| h.pkt)
+            .or_else(|| self.fp_join(ev));
+        let pkt = match joined {
+            Some(p) => p,
+            None if ends && ev.flags & flags::DROP == 0 => {
+                self.unattached += 1;
+                return;
+            }
+            None => self.new_packet(),
+        };
+        self.append(pkt, ev);
+        if ends {
+            if let Some(p) = self.packets.get_mut(&pkt) {
+                p.skbs.push(ev.skb);
+                if p.live == 0 {
+                    p.ended_at = Some(p.ended_at.unwrap_or(0).max(ev.ts_ns));
+                }
+            }
+            self.ended.insert(
+                ev.skb,
+                EndedSkb {
+                    pkt,
+                    end_ts: ev.ts_ns,
+                },
+            );
+        } else {
+            self.skbs.insert(
+                ev.skb,
+                LiveSkb {
+                    pkt,
+                    head: ev.head,
+                    fp: ev.fingerprint,
+                },
+            );
+            if ev.head != 0 {
+                self.ref_head(ev.head, pkt);
+            }
+            if let Some(p) = self.packets.get_mut(&pkt) {
+                p.live += 1;
+                p.ended_at = None;
+                p.skbs.push(ev.skb);
+            }
+        }
+    }
+
+    fn fp_join(&self, ev: &Event) -> Option<u64> {
+        if ev.fingerprint == 0 {
+            return None;
+        }
+        let pkt = *self.fps.get(&ev.fingerprint)?;
+        let p = self.packets.get(&pkt)?;
+        match p.ended_at {
+            Some(end) if p.live == 0 && ev.ts_ns > end.saturating_add(self.cfg.join_window_ns) => {
+                None
+            }
+            _ => Some(pkt),
+        }
+    }
+
+    fn new_packet(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.packets.insert(
+            id,
+            Packet {
+                events: Vec::with_capacity(8),
+                live: 0,
+                ended_at: None,
+                last_ts: 0,
+                end_unseen: false,
+                lost: false,
+                skbs: Vec::with_capacity(2),
+                heads: Vec::new(),
+                fps: Vec::new(),
+            },
+        );
+        id
+    }
+
+    fn append(&mut self, pkt: u64, ev: &Event) {
+        let Some(p) = self.packets.get_mut(&pkt) else {
+            return;
+        };
+        p.events.push(*ev);
+        p.last_ts = p.last_ts.max(ev.ts_ns);
+        // Index each fingerprint once per packet: one hash insert per
+        // packet, not per event.
+        if ev.fingerprint != 0 && !p.fps.contains(&ev.fingerprint) {
+            p.fps.push(ev.fingerprint);
+            self.fps.insert(ev.fingerprint, pkt);
+        }
+    }
+
+    fn ref_head(&mut self, head: u64, pkt: u64) {
+        let e = self.heads.entry(head).or_insert(HeadRef { pkt, refs: 0 });
+        if e.pkt != pkt {
+            // A stale head of another packet: the buffer was reused.
+            *e = HeadRef { pkt, refs: 0 };
+        }
+        e.refs += 1;
+        if let Some(p) = self.packets.get_mut(&pkt)
+            && !p.heads.contains(&head)
+        {
+            p.heads.push(head);
+        }
+    }
+
+    fn unref_head(&mut self, head: u64) {
+        if let Some(h) = self.heads.get_mut(&head) {
+            h.refs = h.refs.saturating_sub(1);
+            if h.refs == 0 {
+                self.heads.remove(&head);
+            }
+        }
+    }
+
+    /// Ends the life of live address `skb` at `ts`.
+    fn end_skb(&mut self, skb: u64, ts: u64, unseen: bool) {
+        let Some(l) = self.skbs.remove(&skb) else {
+            return;
+        };
+        if l.head != 0 {
+            self.unref_head(l.head);
+        }
+        // An inferred end has no known time: nothing can be placed before
+        // it, and the packet's own last event stands for it.
+        if !unseen {
+            self.ended.insert(
+                skb,
+                EndedSkb {
+                    pkt: l.pkt,
+                    end_ts: ts,
+                },
+            );
+        }
+        if let Some(p) = self.packets.get_mut(&l.pkt) {
+            p.live = p.live.saturating_sub(1);
+            p.end_unseen |= unseen;
+            let ts = if unseen { p.last_ts } else { ts };
+            if p.live == 0 {
+                p.ended_at = Some(p.ended_at.unwrap_or(0).max(ts));
+            }
+        }
+    }
+
+    /// Records a probe's cumulative lost-event counter (from the kernel's
+    /// per-probe stats). When it grew since the last call, every packet
+    /// still open or held is marked `lost_events`: the lost event may have
+    /// been one of its hops. Call it before [`Correlator::poll`]; losses
+    /// are attributed at the granularity of these calls.
+    pub fn note_lost(&mut self, probe: u16, lost_total: u64) {
+        let c = self.counter(probe);
+        if lost_total > c.lost {
+            c.lost = lost_total;
+            c.seen = true;
+            for p in self.packets.values_mut() {
+                p.lost = true;
+            }
+        }
+    }
+
+    /// Emits the packets that are done at monotonic time `now_ns`: ended
+    /// and past the join window (complete), or silent for `timeout_ns`
+    /// (incomplete). Sorted by start time. Every emitted timeline is also
+    /// added to [`Correlator::summary`].
+    pub fn poll(&mut self, now_ns: u64) -> Vec<Timeline> {
+        let (timeout, join) = (self.cfg.timeout_ns, self.cfg.join_window_ns);
+        let done: Vec<u64> = self
+            .packets
+            .iter()
+            .filter(|(_, p)| match p.ended_at {
+                Some(end) if p.live == 0 => end.saturating_add(join) <= now_ns,
+                _ => p.last_ts.saturating_add(timeout) <= now_ns,
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        self.emit(done)
+    }
+
+    /// Emits everything still open (packets whose skbs all ended are
+    /// complete, the rest incomplete). For the end of a trace.
+    pub fn finish(&mut self) -> Vec<Timeline> {
+        let all: Vec<u64> = self.packets.keys().copied().collect();
+        self.emit(all)
+    }
+
+    /// Packets currently open or held.
+    pub fn open_packets(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// The highest event timestamp seen: a `now` for [`Correlator::poll`]
+    /// when replaying a recording.
+    pub fn latest_ts(&self) -> u64 {
+        self.latest_ts
+    }
+
+    fn emit(&mut self, ids: Vec<u64>) -> Vec<Timeline> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(p) = self.packets.remove(&id) else {
+                continue;
+            };
+            for skb in &p.skbs {
+                if self.skbs.get(skb).is_some_and(|l| l.pkt == id) {
+                    self.skbs.remove(skb);
+                }
+                if self.ended.get(skb).is_some_and(|e| e.pkt == id) {
+                    self.ended.remove(skb);
+                }
+            }
+            for h in &p.heads {
+                if self.heads.get(h).is_some_and(|r| r.pkt == id) {
+                    self.heads.remove(h);
+                }
+            }
+            for fp in &p.fps {
+                if self.fps.get(fp) == Some(&id) {
+                    self.fps.remove(fp);
+                }
+            }
+            let t = self.build(id, p);
+            self.stats.record(&t);
+            out.push(t);
+        }
+        out.sort_by_key(|t| (t.start_ns, t.id));
+        out
+    }
+
+    /// The only place Strings are built: once per hop of an emitted packet.
+    fn build(&self, id: u64, mut p: Packet) -> Timeline {
+        p.events.sort_by_key(|e| e.ts_ns);
+        let start = p.events.first().map_or(0, |e| e.ts_ns);
+        let end = p.events.last().map_or(0, |e| e.ts_ns);
+        let mut prev = start;
+        let mut dropped = false;
+        let hops: Vec<Hop> = p
+            .events
+            .iter()
+            .map(|e| {
+                let drop = e.flags & flags::DROP != 0;
+                dropped |= drop;
+                let n = (e.cap_len as usize).min(CAPTURE_LEN);
+                let h = Hop {
+                    probe: self.cfg.probe_names.name(e.probe).into_owned(),
+                    method: method::kind(e.method).to_string(),
+                    dev: cstr(&e.dev).to_string(),
+                    ifindex: e.ifindex,
+                    netns: e.netns,
+                    cpu: e.cpu,
+                    pid: e.pid,
+                    comm: cstr(&e.comm).to_string(),
+                    ts_ns: e.ts_ns,
+                    delta_ns: e.ts_ns - prev,
+                    len: e.len,
+                    drop_reason: drop.then(|| self.drop_reason(e.reason)),
+                    data: e.data[..n].to_vec(),
+                    l2: e.flags & flags::L2 != 0,
+                };
+                prev = e.ts_ns;
+                h
+            })
+            .collect();
+        let summary = p
+            .events
+            .iter()
+            .find(|e| e.cap_len > 0)
+            .map(|e| {
+                summarize(
+                    &e.data[..(e.cap_len as usize).min(CAPTURE_LEN)],
+                    e.flags & flags::L2 != 0,
+                    e.protocol,
+                )
+            })
+            .unwrap_or_else(|| "no data captured".to_string());
+        let fp = p
+            .events
+            .iter()
+            .map(|e| e.fingerprint)
+            .find(|&f| f != 0)
+            .unwrap_or(0);
+        Timeline {
+            id,
+            summary,
+            fingerprint: format!("0x{fp:016x}"),
+            complete: p.live == 0 && p.ended_at.is_some() && !p.end_unseen,
+            lost_events: p.lost,
+            dropped,
+            start_ns: start,
+            wall_start: rfc3339_ns(mono_to_wall_ns(start, self.cfg.mono_to_realtime_ns)),
+            total_ns: end - start,
+            hops,
+        }
+    }
+
+    fn drop_reason(&self, reason: u32) -> String {
+        match self.cfg.drop_reasons.get(&reason) {
+            Some(n) => n.clone(),
+            None => reason.to_string(),
+        }
+    }
+
+    /// Events and lost events per probe, in probe id order.
+    pub fn probe_counts(&self) -> Vec<ProbeCount> {
+        self.probes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.seen)
+            .map(|(i, c)| ProbeCount {
+                probe: self.cfg.probe_names.name(i as u16).into_owned(),
+                method: method::kind(c.method).to_string(),
+                events: c.events,
+                lost: c.lost,
+            })
+            .collect()
+    }
+
+    /// Events pushed, NO_SKB events among them, and END events that joined
+    /// no packet.
+    pub fn event_counts(&self) -> (u64, u64, u64) {
+        (self.events, self.no_skb, self.unattached)
+    }
+
+    /// The statistics of every timeline emitted so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The trace summary: emitted timelines plus per-probe event/lost counts.
+    pub fn summary(&self) -> Summary {
+        let mut s = self.stats.summary(self.probe_counts());
+        s.events = self.events;
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,528 @@
+use super::*;
+use crate::synth::{self, frame};
+use probes::{flags as fl, id, method as m};
+
+const MS: u64 = 1_000_000;
+const US: u64 = 1_000;
+
+fn cfg() -> CorrelatorConfig {
+    CorrelatorConfig {
+        timeout_ns: 2_000 * MS,
+        join_window_ns: 50 * MS,
+        ..Default::default()
+    }
+}
+
+fn ping(seq: u16) -> Vec<u8> {
+    frame::icmp4_echo([10, 0, 1, 1], [10, 0, 2, 1], 7, seq, true)
+}
+
+fn ev(probe: u16, flags: u8, ts: u64, skb: u64, head: u64, f: &[u8]) -> Event {
+    let meth = if probe >= id::TP_NET_DEV_QUEUE {
+        m::TP_BTF
+    } else {
+        m::KPROBE
+    };
+    synth::event(probe, meth, flags, ts, skb, head, f, true)
+}
+
+fn probes_of(t: &Timeline) -> Vec<&str> {
+    t.hops.iter().map(|h| h.probe.as_str()).collect()
+}
+
+#[test]
+fn one_packet_through_veth_is_one_complete_timeline_after_the_join_window() {
+    let mut c = Correlator::new(CorrelatorConfig {
+        mono_to_realtime_ns: 1_700_000_000_000_000_000,
+        ..cfg()
+    });
+    let f = ping(1);
+    let t0 = 10_000 * MS;
+    let mut e0 = ev(id::VETH_XMIT, fl::MATCH, t0, 0xa000, 0xb000, &f);
+    synth::set_dev(&mut e0, "veth0");
+    let mut e1 = ev(id::TP_NETIF_RX, 0, t0 + 12 * US, 0xa000, 0xb000, &f);
+    synth::set_dev(&mut e1, "veth1");
+    e1.netns = 4026532302;
+    let e2 = synth::event(
+        id::IP_RCV,
+        m::KPROBE,
+        0,
+        t0 + 20 * US,
+        0xa000,
+        0xb000,
+        &f,
+        false,
+    );
+    let e3 = ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        t0 + 84 * US,
+        0xa000,
+        0xb000,
+        &f,
+    );
+    for e in [e0, e1, e2, e3] {
+        c.push(&e);
+    }
+    // Ended, but held for a possible fingerprint join.
+    assert!(c.poll(t0 + 84 * US + 49 * MS).is_empty());
+    let out = c.poll(t0 + 84 * US + 50 * MS);
+    assert_eq!(out.len(), 1);
+    let t = &out[0];
+    assert_eq!(
+        t.summary,
+        "ICMP 10.0.1.1 > 10.0.2.1 echo-request id 7 seq 1"
+    );
+    assert!(t.complete && !t.dropped && !t.lost_events);
+    assert_eq!(
+        probes_of(t),
+        ["veth_xmit", "net:netif_rx", "ip_rcv", "skb:consume_skb"]
+    );
+    assert_eq!(
+        t.hops.iter().map(|h| h.delta_ns).collect::<Vec<_>>(),
+        [0, 12 * US, 8 * US, 64 * US]
+    );
+    assert_eq!(t.hops[0].method, "kprobe");
+    assert_eq!(t.hops[1].method, "tracepoint");
+    assert_eq!(
+        (t.hops[0].dev.as_str(), t.hops[1].dev.as_str()),
+        ("veth0", "veth1")
+    );
+    assert_eq!(t.hops[1].netns, 4026532302);
+    assert_eq!(
+        (t.hops[0].comm.as_str(), t.hops[0].pid, t.hops[0].cpu),
+        ("ping", 1234, 1)
+    );
+    assert_eq!(t.total_ns, 84 * US);
+    assert_eq!(t.start_ns, t0);
+    assert_eq!(
+        t.fingerprint,
+        format!("0x{:016x}", probes::fingerprint::from_l3(0x0800, &f[14..]))
+    );
+    // 1.7e9 s + 10 s after the epoch.
+    assert_eq!(t.wall_start, "2023-11-14T22:13:30.000000000Z");
+    assert_eq!(t.hops[0].data, f[..probes::CAPTURE_LEN.min(f.len())]);
+    assert!(t.hops[0].l2 && !t.hops[2].l2);
+    assert_eq!(c.open_packets(), 0);
+}
+
+#[test]
+fn a_clone_sharing_head_is_the_same_packet_until_every_copy_ends() {
+    let mut c = Correlator::new(cfg());
+    let f = ping(1);
+    c.push(&ev(
+        id::__NETIF_RECEIVE_SKB_CORE,
+        0,
+        1000,
+        0xa000,
+        0xb000,
+        &f,
+    ));
+    // A tap (packet_rcv) got a clone: new skb address, same data buffer.
+    c.push(&ev(id::PACKET_RCV, 0, 2000, 0xc000, 0xb000, &f));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 3000, 0xc000, 0xb000, &f));
+    // The original is still alive: no emission even long after the window.
+    assert!(c.poll(3000 + 100 * MS).is_empty());
+    c.push(&ev(id::IP_RCV, 0, 4000, 0xa000, 0xb000, &f));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 5000, 0xa000, 0xb000, &f));
+    let out = c.poll(5000 + 100 * MS);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].complete);
+    assert_eq!(
+        probes_of(&out[0]),
+        [
+            "__netif_receive_skb_core",
+            "packet_rcv",
+            "skb:consume_skb",
+            "ip_rcv",
+            "skb:consume_skb"
+        ]
+    );
+}
+
+#[test]
+fn an_skb_address_reused_after_end_is_a_new_packet() {
+    let mut c = Correlator::new(cfg());
+    let (a, b) = (ping(1), ping(2));
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &a));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 2000, 0xa000, 0xb000, &a));
+    // Same address, same head even (the slab gave both back): different packet.
+    c.push(&ev(id::VETH_XMIT, 0, 3000, 0xa000, 0xb000, &b));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 4000, 0xa000, 0xb000, &b));
+    let out = c.poll(4000 + 100 * MS);
+    assert_eq!(out.len(), 2);
+    assert_ne!(out[0].id, out[1].id);
+    assert!(out[0].summary.ends_with("seq 1") && out[1].summary.ends_with("seq 2"));
+    assert!(out.iter().all(|t| t.complete && t.hops.len() == 2));
+}
+
+#[test]
+fn a_new_head_with_a_new_fingerprint_means_the_end_was_missed() {
+    let mut c = Correlator::new(cfg());
+    let (a, b) = (ping(1), ping(2));
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &a));
+    // consume_skb of packet 1 lost; the address now carries packet 2.
+    c.push(&ev(id::VETH_XMIT, 0, 3000, 0xa000, 0xe000, &b));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 4000, 0xa000, 0xe000, &b));
+    let out = c.poll(4000 + 100 * MS);
+    assert_eq!(out.len(), 2);
+    assert!(
+        !out[0].complete,
+        "the life whose end was not seen is incomplete"
+    );
+    assert_eq!(out[0].hops.len(), 1);
+    assert!(out[1].complete);
+    assert_eq!(out[1].hops.len(), 2);
+}
+
+#[test]
+fn a_new_head_with_the_same_fingerprint_is_the_same_packet() {
+    // pskb_expand_head moves the data to a new buffer under the same skb.
+    let mut c = Correlator::new(cfg());
+    let a = ping(1);
+    c.push(&ev(id::IP_OUTPUT, 0, 1000, 0xa000, 0xb000, &a));
+    c.push(&ev(id::VETH_XMIT, 0, 2000, 0xa000, 0xe000, &a));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 3000, 0xa000, 0xe000, &a));
+    let out = c.poll(3000 + 100 * MS);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].hops.len(), 3);
+    assert!(out[0].complete);
+}
+
+#[test]
+fn a_new_skb_with_the_fingerprint_of_a_recent_packet_joins_it() {
+    // AF_PACKET forwarder: the packet is copied into a TPACKET ring and its
+    // skb freed; the forwarder sends it out again as a new skb.
+    let mut c = Correlator::new(cfg());
+    let f = ping(1);
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &f));
+    c.push(&ev(id::TPACKET_RCV, 0, 2000, 0xa000, 0xb000, &f));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 3000, 0xa000, 0xb000, &f));
+    c.push(&synth::no_skb_event(
+        id::PACKET_SENDMSG,
+        m::KPROBE,
+        10 * US,
+        98,
+    ));
+    // 40 ms later (inside the 50 ms window): a new skb, new head, same bytes.
+    let t = 3000 + 40 * MS;
+    c.push(&ev(id::__DEV_QUEUE_XMIT, 0, t, 0xf000, 0x1_0000, &f));
+    c.push(&ev(id::VETH_XMIT, 0, t + 1000, 0xf000, 0x1_0000, &f));
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        t + 2000,
+        0xf000,
+        0x1_0000,
+        &f,
+    ));
+    // The first piece's window has passed, but the join reopened it.
+    assert!(c.poll(t + 2000 + 49 * MS).is_empty());
+    let out = c.poll(t + 2000 + 50 * MS);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        probes_of(&out[0]),
+        [
+            "veth_xmit",
+            "tpacket_rcv",
+            "skb:consume_skb",
+            "__dev_queue_xmit",
+            "veth_xmit",
+            "skb:consume_skb"
+        ]
+    );
+    assert!(out[0].complete);
+    assert_eq!(out[0].total_ns, 40 * MS + 4000);
+}
+
+#[test]
+fn no_fingerprint_join_after_the_window_or_without_a_fingerprint() {
+    let mut c = Correlator::new(cfg());
+    let f = ping(1);
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &f));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 2000, 0xa000, 0xb000, &f));
+    // 51 ms after the end, not yet polled: still too late to join.
+    c.push(&ev(id::VETH_XMIT, 0, 2000 + 51 * MS, 0xf000, 0x1_0000, &f));
+    // ARP has no fingerprint: two ARP skbs never join.
+    let arp = frame::arp(1, [2, 0, 0, 0, 0, 1], [10, 0, 0, 1], [10, 0, 0, 2]);
+    c.push(&ev(
+        id::VETH_XMIT,
+        0,
+        3000 + 51 * MS,
+        0x2_0000,
+        0x3_0000,
+        &arp,
+    ));
+    c.push(&ev(
+        id::VETH_XMIT,
+        0,
+        4000 + 51 * MS,
+        0x4_0000,
+        0x5_0000,
+        &arp,
+    ));
+    let out = c.finish();
+    assert_eq!(out.len(), 4);
+    assert!(out[0].complete, "the first piece ended");
+    assert!(out[1..].iter().all(|t| !t.complete && t.hops.len() == 1));
+    assert_eq!(out[2].fingerprint, "0x0000000000000000");
+    assert_eq!(out[2].summary, "ARP who-has 10.0.0.2 tell 10.0.0.1");
+}
+
+#[test]
+fn a_silent_packet_times_out_as_incomplete() {
+    let mut c = Correlator::new(CorrelatorConfig {
+        timeout_ns: 2_000 * MS,
+        ..cfg()
+    });
+    let f = ping(1);
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &f));
+    c.push(&ev(id::TP_NETIF_RX, 0, 5000, 0xa000, 0xb000, &f));
+    assert!(c.poll(5000 + 2_000 * MS - 1).is_empty());
+    let out = c.poll(5000 + 2_000 * MS);
+    assert_eq!(out.len(), 1);
+    assert!(!out[0].complete);
+    // Its skb is forgotten: a later event on that address is a new packet.
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END | fl::DROP,
+        3_000 * MS,
+        0xa000,
+        0xb000,
+        &f,
+    ));
+    let late = c.finish();
+    assert_eq!(late.len(), 1);
+    assert_ne!(late[0].id, out[0].id);
+}
+
+#[test]
+fn lost_events_mark_the_packets_open_at_the_time() {
+    let mut c = Correlator::new(cfg());
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &ping(1)));
+    c.note_lost(id::TP_NETIF_RX, 0);
+    c.push(&ev(id::VETH_XMIT, 0, 2000, 0xc000, 0xd000, &ping(2)));
+    c.note_lost(id::TP_NETIF_RX, 3);
+    // Cumulative counter unchanged: no new loss.
+    c.push(&ev(id::VETH_XMIT, 0, 3000, 0xe000, 0xf000, &ping(3)));
+    c.note_lost(id::TP_NETIF_RX, 3);
+    let out = c.finish();
+    let lost: Vec<bool> = out.iter().map(|t| t.lost_events).collect();
+    assert_eq!(lost, [true, true, false]);
+    let s = c.summary();
+    assert_eq!(s.lost_events, 3);
+    let rx = s
+        .probes
+        .iter()
+        .find(|p| p.probe == "net:netif_rx")
+        .expect("probe with losses listed");
+    assert_eq!((rx.events, rx.lost), (0, 3));
+}
+
+#[test]
+fn a_drop_marks_the_timeline_and_names_the_reason() {
+    let mut reasons = HashMap::new();
+    reasons.insert(2, "SKB_DROP_REASON_NO_SOCKET".to_string());
+    let mut c = Correlator::new(CorrelatorConfig {
+        drop_reasons: reasons,
+        ..cfg()
+    });
+    let udp = frame::udp4([10, 0, 1, 1], [10, 0, 2, 1], 1000, 9, 4);
+    c.push(&ev(id::UDP_RCV, 0, 1000, 0xa000, 0xb000, &udp));
+    let mut d = ev(
+        id::TP_KFREE_SKB,
+        fl::END | fl::DROP,
+        2000,
+        0xa000,
+        0xb000,
+        &udp,
+    );
+    d.reason = 2;
+    c.push(&d);
+    // A drop of a packet seen nowhere else still makes a timeline...
+    let mut d2 = ev(
+        id::TP_KFREE_SKB,
+        fl::END | fl::DROP,
+        3000,
+        0xc000,
+        0xd000,
+        &ping(5),
+    );
+    d2.reason = 77;
+    c.push(&d2);
+    // ...but a bare consume of an unknown skb does not.
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        4000,
+        0xe000,
+        0xf000,
+        &ping(6),
+    ));
+    let out = c.poll(4000 + 100 * MS);
+    assert_eq!(out.len(), 2);
+    assert!(out[0].dropped && out[0].complete);
+    assert_eq!(out[0].hops[0].drop_reason, None);
+    assert_eq!(
+        out[0].hops[1].drop_reason.as_deref(),
+        Some("SKB_DROP_REASON_NO_SOCKET")
+    );
+    assert!(out[1].dropped);
+    assert_eq!(out[1].hops.len(), 1);
+    assert_eq!(
+        out[1].hops[0].drop_reason.as_deref(),
+        Some("77"),
+        "unknown reasons fall back to the number"
+    );
+    assert_eq!(c.event_counts(), (4, 0, 1));
+    assert_eq!(c.summary().dropped, 2);
+}
+
+#[test]
+fn out_of_order_events_are_sorted_and_late_hops_of_an_ended_skb_stay() {
+    let mut c = Correlator::new(cfg());
+    let f = ping(1);
+    // Per-CPU ring: the netif_rx hop (CPU 0) is read after the END (CPU 1)
+    // although it happened before it. ARP has no fingerprint, so only the
+    // ended-address memory can place the late hop.
+    let arp = frame::arp(1, [2, 0, 0, 0, 0, 1], [10, 0, 0, 1], [10, 0, 0, 2]);
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &arp));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 3000, 0xa000, 0xb000, &arp));
+    c.push(&ev(id::TP_NETIF_RX, 0, 2000, 0xa000, 0xb000, &arp));
+    // An IP packet whose hops arrive shuffled.
+    c.push(&ev(id::IP_RCV, 0, 12_000, 0xc000, 0xd000, &f));
+    c.push(&ev(id::VETH_XMIT, 0, 10_000, 0xc000, 0xd000, &f));
+    c.push(&ev(id::TP_NETIF_RX, 0, 11_000, 0xc000, 0xd000, &f));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 13_000, 0xc000, 0xd000, &f));
+    let out = c.poll(13_000 + 100 * MS);
+    assert_eq!(out.len(), 2);
+    for t in &out {
+        assert!(t.complete);
+        assert_eq!(
+            probes_of(t)[..3],
+            ["veth_xmit", "net:netif_rx", t.hops[2].probe.as_str()]
+        );
+        assert!(t.hops.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+        assert_eq!(t.hops[0].delta_ns, 0);
+        assert_eq!(t.total_ns, t.hops.iter().map(|h| h.delta_ns).sum::<u64>());
+    }
+    assert_eq!(
+        probes_of(&out[0]),
+        ["veth_xmit", "net:netif_rx", "skb:consume_skb"]
+    );
+    assert_eq!(
+        probes_of(&out[1]),
+        ["veth_xmit", "net:netif_rx", "ip_rcv", "skb:consume_skb"]
+    );
+}
+
+#[test]
+fn tcp_queue_rcv_ends_the_skb_and_no_skb_events_are_only_counted() {
+    let mut c = Correlator::new(cfg());
+    let syn = frame::tcp4([10, 0, 1, 1], [10, 0, 2, 1], 40000, 5201, 123, 0, 0x02, 0);
+    c.push(&synth::no_skb_event(id::PACKET_SENDMSG, m::KPROBE, 500, 60));
+    c.push(&ev(id::TCP_V4_RCV, 0, 1000, 0xa000, 0xb000, &syn));
+    c.push(&ev(id::TCP_QUEUE_RCV, 0, 2000, 0xa000, 0xb000, &syn));
+    let out = c.poll(2000 + 50 * MS);
+    assert_eq!(out.len(), 1, "queued to a socket = arrived");
+    assert!(out[0].complete);
+    assert_eq!(
+        out[0].summary,
+        "TCP 10.0.1.1:40000 > 10.0.2.1:5201 [S] seq 123 len 0"
+    );
+    let s = c.summary();
+    assert_eq!((s.packets, s.events), (1, 3));
+    let send = s
+        .probes
+        .iter()
+        .find(|p| p.probe == "packet_sendmsg")
+        .expect("sendmsg counted");
+    assert_eq!((send.events, send.method.as_str()), (1, "kprobe"));
+}
+
+#[test]
+fn finish_emits_held_packets_complete_and_open_ones_incomplete() {
+    let mut c = Correlator::new(cfg());
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &ping(1)));
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        2000,
+        0xa000,
+        0xb000,
+        &ping(1),
+    ));
+    c.push(&ev(id::VETH_XMIT, 0, 3000, 0xc000, 0xd000, &ping(2)));
+    let out = c.finish();
+    assert_eq!(
+        out.iter().map(|t| t.complete).collect::<Vec<_>>(),
+        [true, false]
+    );
+    let s = c.summary();
+    assert_eq!((s.packets, s.complete, s.incomplete), (2, 1, 1));
+    assert_eq!(c.open_packets(), 0);
+}
+
+#[test]
+fn uprobe_hops_are_named_by_the_callers_table() {
+    let mut c = Correlator::new(cfg());
+    c.set_probe_name(id::UPROBE_BASE + 1, "af_packet_input_node_fn");
+    let f = ping(1);
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &f));
+    let mut u = ev(id::UPROBE_BASE + 1, 0, 2000, 0xa000, 0xb000, &f);
+    u.method = m::UPROBE;
+    c.push(&u);
+    let out = c.finish();
+    assert_eq!(out[0].hops[1].probe, "af_packet_input_node_fn");
+    assert_eq!(out[0].hops[1].method, "uprobe");
+}
+
+#[test]
+fn hop_pair_latencies_are_summarised_over_packets() {
+    let mut c = Correlator::new(cfg());
+    for i in 0..100u64 {
+        let skb = 0x10_0000 + i * 0x1000;
+        let f = ping(i as u16);
+        let t = i * 10 * MS;
+        c.push(&ev(id::VETH_XMIT, 0, t, skb, skb + 0x800, &f));
+        // veth_xmit -> netif_rx takes (i+1) us: p50 = 50us, p99 = 99us.
+        c.push(&ev(
+            id::TP_NETIF_RX,
+            0,
+            t + (i + 1) * US,
+            skb,
+            skb + 0x800,
+            &f,
+        ));
+        c.push(&ev(
+            id::TP_CONSUME_SKB,
+            fl::END,
+            t + (i + 1) * US + 500,
+            skb,
+            skb + 0x800,
+            &f,
+        ));
+    }
+    c.finish();
+    let s = c.summary();
+    assert_eq!(s.packets, 100);
+    let p = s
+        .hop_pairs
+        .iter()
+        .find(|p| p.from == "veth_xmit" && p.to == "net:netif_rx")
+        .expect("pair present");
+    assert_eq!(p.count, 100);
+    // hdrhistogram with 3 significant digits: within 0.1%.
+    let near = |v: u64, want: u64| v.abs_diff(want) * 1000 <= want;
+    assert!(near(p.p50_ns, 50 * US), "p50 {}", p.p50_ns);
+    assert!(near(p.p90_ns, 90 * US), "p90 {}", p.p90_ns);
+    assert!(near(p.p99_ns, 99 * US), "p99 {}", p.p99_ns);
+    assert!(near(p.max_ns, 100 * US), "max {}", p.max_ns);
+    let q = s
+        .hop_pairs
+        .iter()
+        .find(|p| p.to == "skb:consume_skb")
+        .expect("second pair");
+    assert_eq!((q.from.as_str(), q.count), ("net:netif_rx", 100));
+    assert!(near(q.max_ns, 500));
+}

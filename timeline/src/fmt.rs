@@ -1,0 +1,80 @@
+//! Small formatting helpers shared by the sinks: durations a person reads,
+//! RFC 3339 wall-clock times, and the monotonic -> wall clock conversion.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// `850ns`, `84.2us`, `1.23ms`, `2.500s`: three significant digits, unit
+/// picked so the number stays short.
+pub fn duration(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        scaled(ns as f64 / 1e3, "us")
+    } else if ns < 1_000_000_000 {
+        scaled(ns as f64 / 1e6, "ms")
+    } else {
+        format!("{:.3}s", ns as f64 / 1e9)
+    }
+}
+
+fn scaled(v: f64, unit: &str) -> String {
+    if v < 10.0 {
+        format!("{v:.2}{unit}")
+    } else if v < 100.0 {
+        format!("{v:.1}{unit}")
+    } else {
+        format!("{v:.0}{unit}")
+    }
+}
+
+/// Nanoseconds since the Unix epoch for a CLOCK_MONOTONIC timestamp, given
+/// `offset_ns` = CLOCK_REALTIME - CLOCK_MONOTONIC.
+pub fn mono_to_wall_ns(ts_ns: u64, offset_ns: i64) -> i128 {
+    ts_ns as i128 + offset_ns as i128
+}
+
+/// RFC 3339 in UTC with nanoseconds, e.g. `2025-01-02T03:04:05.123456789Z`.
+/// Times chrono cannot represent fall back to the epoch rather than failing:
+/// a bad clock offset must not stop a trace.
+pub fn rfc3339_ns(wall_ns: i128) -> String {
+    let secs = wall_ns.div_euclid(1_000_000_000);
+    let nanos = wall_ns.rem_euclid(1_000_000_000) as u32;
+    let dt = i64::try_from(secs)
+        .ok()
+        .and_then(|s| DateTime::<Utc>::from_timestamp(s, nanos))
+        .unwrap_or_default();
+    dt.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// The inverse of [`rfc3339_ns`] (accepts any RFC 3339 offset).
+pub fn parse_rfc3339_ns(s: &str) -> Option<i128> {
+    let dt = DateTime::parse_from_rfc3339(s).ok()?;
+    Some(dt.timestamp() as i128 * 1_000_000_000 + dt.timestamp_subsec_nanos() as i128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_writes_them() {
+        assert_eq!(duration(0), "0ns");
+        assert_eq!(duration(850), "850ns");
+        assert_eq!(duration(1_234), "1.23us");
+        assert_eq!(duration(84_200), "84.2us");
+        assert_eq!(duration(999_499), "999us");
+        assert_eq!(duration(1_230_000), "1.23ms");
+        assert_eq!(duration(2_500_000_000), "2.500s");
+    }
+
+    #[test]
+    fn wall_clock_is_rfc3339_with_nanoseconds_and_round_trips() {
+        // 2024-02-29T12:00:00Z = 1709208000 s; monotonic 5 s + offset.
+        let offset = 1_709_208_000_000_000_000i64 - 5_000_000_000;
+        let wall = mono_to_wall_ns(5_000_000_123, offset);
+        let s = rfc3339_ns(wall);
+        assert_eq!(s, "2024-02-29T12:00:00.000000123Z");
+        assert_eq!(parse_rfc3339_ns(&s), Some(wall));
+        assert_eq!(parse_rfc3339_ns("not a time"), None);
+    }
+}

@@ -1,0 +1,74 @@
+//! Where timelines go: text waterfall, JSON Lines, pcapng. A sink sees only
+//! [`Timeline`]s and the final [`Summary`], never events or attach details.
+
+use std::io;
+
+use crate::model::{Summary, Timeline};
+
+pub mod json;
+pub mod pcap;
+pub mod text;
+
+pub use json::JsonSink;
+pub use pcap::PcapSink;
+pub use text::TextSink;
+
+/// A consumer of finished timelines.
+pub trait Sink {
+    /// One packet. Sinks writing files flush here so an interrupted trace
+    /// leaves a valid file.
+    fn timeline(&mut self, t: &Timeline) -> io::Result<()>;
+    /// The end of the trace: writes the summary (where the format has one)
+    /// and flushes.
+    fn finish(&mut self, s: &Summary) -> io::Result<()>;
+}
+
+impl<S: Sink + ?Sized> Sink for Box<S> {
+    fn timeline(&mut self, t: &Timeline) -> io::Result<()> {
+        (**self).timeline(t)
+    }
+    fn finish(&mut self, s: &Summary) -> io::Result<()> {
+        (**self).finish(s)
+    }
+}
+
+/// Fans out to several sinks (`--json` and `--pcap` together with text).
+/// Every sink gets every call; the first error is returned.
+#[derive(Default)]
+pub struct Tee {
+    pub sinks: Vec<Box<dyn Sink>>,
+}
+
+impl Tee {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, s: impl Sink + 'static) -> &mut Self {
+        self.sinks.push(Box::new(s));
+        self
+    }
+}
+
+impl Sink for Tee {
+    fn timeline(&mut self, t: &Timeline) -> io::Result<()> {
+        let mut first = Ok(());
+        for s in &mut self.sinks {
+            let r = s.timeline(t);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+    fn finish(&mut self, sum: &Summary) -> io::Result<()> {
+        let mut first = Ok(());
+        for s in &mut self.sinks {
+            let r = s.finish(sum);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}

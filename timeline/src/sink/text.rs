@@ -1,0 +1,152 @@
+//! The default output: one block per packet (summary line with total and
+//! marks, then one line per hop), and a summary table at the end.
+//!
+//! ```text
+//! #1 ICMP 10.0.1.1 > 10.0.2.1 echo-request id 7 seq 1  total 84.2us
+//!   +0ns      veth_xmit                 kprobe      veth0@ns1          cpu 1  ping:1234
+//!   +12.3us   net:netif_rx              tracepoint  veth1@4026532302   cpu 1  ping:1234
+//! ```
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use super::Sink;
+use crate::fmt::duration;
+use crate::model::{Hop, Summary, Timeline};
+
+/// Writes the text waterfall to `W` (stdout, a file, a Vec in tests).
+pub struct TextSink<W: Write> {
+    w: W,
+    netns_names: HashMap<u32, String>,
+}
+
+impl<W: Write> TextSink<W> {
+    pub fn new(w: W) -> Self {
+        Self {
+            w,
+            netns_names: HashMap::new(),
+        }
+    }
+
+    /// netns inode -> name (e.g. from /run/netns); unnamed ones show the inode.
+    pub fn with_netns_names(mut self, names: HashMap<u32, String>) -> Self {
+        self.netns_names = names;
+        self
+    }
+
+    pub fn into_inner(self) -> W {
+        self.w
+    }
+}
+
+/// The block for one packet, ending with a newline.
+pub fn render_timeline(t: &Timeline, netns_names: &HashMap<u32, String>) -> String {
+    let mut s = String::with_capacity(96 * (t.hops.len() + 1));
+    let _ = write!(s, "#{} {}  total {}", t.id, t.summary, duration(t.total_ns));
+    if !t.complete {
+        s.push_str("  [incomplete]");
+    }
+    if t.dropped {
+        s.push_str("  [dropped]");
+    }
+    if t.lost_events {
+        s.push_str("  [lost events]");
+    }
+    s.push('\n');
+    for h in &t.hops {
+        render_hop(&mut s, h, netns_names);
+    }
+    s
+}
+
+fn render_hop(s: &mut String, h: &Hop, netns_names: &HashMap<u32, String>) {
+    let dev = if h.dev.is_empty() {
+        "-"
+    } else {
+        h.dev.as_str()
+    };
+    let place = match (h.netns, netns_names.get(&h.netns)) {
+        (0, _) => dev.to_string(),
+        (_, Some(n)) => format!("{dev}@{n}"),
+        (ns, None) => format!("{dev}@{ns}"),
+    };
+    let task = format!(
+        "{}:{}",
+        if h.comm.is_empty() {
+            "-"
+        } else {
+            h.comm.as_str()
+        },
+        h.pid
+    );
+    let delta = format!("+{}", duration(h.delta_ns));
+    let _ = write!(
+        s,
+        "  {delta:<9} {:<25} {:<10}  {place:<20} cpu {:<3} {task}",
+        h.probe, h.method, h.cpu
+    );
+    if let Some(r) = &h.drop_reason {
+        let _ = write!(s, "  drop: {r}");
+    }
+    s.push('\n');
+}
+
+/// The end-of-trace summary, ending with a newline.
+pub fn render_summary(sum: &Summary) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} packets ({} complete, {} incomplete, {} dropped), {} events, {} lost events",
+        sum.packets, sum.complete, sum.incomplete, sum.dropped, sum.events, sum.lost_events
+    );
+    if !sum.probes.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n  {:<26} {:<10} {:>10} {:>8}",
+            "probe", "method", "events", "lost"
+        );
+        for p in &sum.probes {
+            let _ = writeln!(
+                s,
+                "  {:<26} {:<10} {:>10} {:>8}",
+                p.probe, p.method, p.events, p.lost
+            );
+        }
+    }
+    if !sum.hop_pairs.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n  {:<52} {:>7} {:>8} {:>8} {:>8} {:>8}",
+            "hop pair", "count", "p50", "p90", "p99", "max"
+        );
+        for p in &sum.hop_pairs {
+            let pair = format!("{} -> {}", p.from, p.to);
+            let _ = writeln!(
+                s,
+                "  {pair:<52} {:>7} {:>8} {:>8} {:>8} {:>8}",
+                p.count,
+                duration(p.p50_ns),
+                duration(p.p90_ns),
+                duration(p.p99_ns),
+                duration(p.max_ns)
+            );
+        }
+    }
+    s
+}
+
+impl<W: Write> Sink for TextSink<W> {
+    fn timeline(&mut self, t: &Timeline) -> io::Result<()> {
+        let mut block = render_timeline(t, &self.netns_names);
+        block.push('\n');
+        self.w.write_all(block.as_bytes())?;
+        self.w.flush()
+    }
+
+    fn finish(&mut self, s: &Summary) -> io::Result<()> {
+        self.w.write_all(b"--- summary ---\n")?;
+        self.w.write_all(render_summary(s).as_bytes())?;
+        self.w.flush()
+    }
+}

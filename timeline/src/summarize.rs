@@ -1,0 +1,519 @@
+//! One tcpdump-like line per packet from its captured bytes:
+//! `ICMP 10.0.1.1 > 10.0.2.1 echo-request id 7 seq 1`,
+//! `TCP 10.0.1.1:40000 > 10.0.2.1:5201 [S] seq 123 len 0`,
+//! `ARP who-has 10.0.0.2 tell 10.0.0.1`, else the ethertype.
+//!
+//! Never panics on short or malformed bytes: a capture cut inside a header
+//! says `[truncated]` after what could be read.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+/// The L3 protocol and where its header starts in `data`. `l2`: `data`
+/// starts at the Ethernet header. `protocol` is skb->protocol, used when
+/// there is no Ethernet header (0 = guess from the IP version nibble).
+/// Returns `(ethertype, l3 offset, vlan ids)`.
+pub fn locate_l3(data: &[u8], l2: bool, protocol: u16) -> Option<(u16, usize, Vec<u16>)> {
+    if !l2 {
+        let et = match protocol {
+            0 => match data.first().map(|b| b >> 4) {
+                Some(4) => ETH_P_IP,
+                Some(6) => ETH_P_IPV6,
+                _ => return None,
+            },
+            p => p,
+        };
+        return Some((et, 0, Vec::new()));
+    }
+    let mut off = 12;
+    let mut vlans = Vec::new();
+    loop {
+        let et = be16(data, off)?;
+        if (et == ETH_P_8021Q || et == ETH_P_8021AD) && vlans.len() < 2 {
+            vlans.push(be16(data, off + 2)? & 0x0fff);
+            off += 4;
+            continue;
+        }
+        return Some((et, off + 2, vlans));
+    }
+}
+
+/// The ethertype of a capture that starts at L3, for synthesising an
+/// Ethernet header (pcapng). IP version nibble, else IPv4.
+pub fn l3_ethertype(data: &[u8]) -> u16 {
+    match data.first().map(|b| b >> 4) {
+        Some(6) => ETH_P_IPV6,
+        _ => ETH_P_IP,
+    }
+}
+
+/// The summary line for one packet. Empty `data` gives `no data captured`.
+pub fn summarize(data: &[u8], l2: bool, protocol: u16) -> String {
+    if data.is_empty() {
+        return "no data captured".to_string();
+    }
+    let Some((et, off, vlans)) = locate_l3(data, l2, protocol) else {
+        return "Ethernet [truncated]".to_string();
+    };
+    let l3 = data.get(off..).unwrap_or(&[]);
+    let mut s = String::with_capacity(64);
+    for v in vlans {
+        let _ = write!(s, "vlan {v} ");
+    }
+    match et {
+        ETH_P_IP => ipv4(&mut s, l3),
+        ETH_P_IPV6 => ipv6(&mut s, l3),
+        ETH_P_ARP => arp(&mut s, l3),
+        other => {
+            let _ = write!(s, "ethertype 0x{other:04x}");
+            if let Some(name) = ethertype_name(other) {
+                let _ = write!(s, " ({name})");
+            }
+        }
+    }
+    s
+}
+
+fn ethertype_name(et: u16) -> Option<&'static str> {
+    Some(match et {
+        0x8035 => "RARP",
+        0x8847 => "MPLS",
+        0x8863 | 0x8864 => "PPPoE",
+        0x888e => "EAPOL",
+        0x88cc => "LLDP",
+        0x88f7 => "PTP",
+        0x9000 => "loopback",
+        _ => return None,
+    })
+}
+
+fn be16(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
+}
+
+fn be32(b: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?))
+}
+
+fn v4(b: &[u8], i: usize) -> Option<Ipv4Addr> {
+    Some(Ipv4Addr::from(be32(b, i)?))
+}
+
+fn v6(b: &[u8], i: usize) -> Option<Ipv6Addr> {
+    let a: [u8; 16] = b.get(i..i + 16)?.try_into().ok()?;
+    Some(Ipv6Addr::from(a))
+}
+
+const TRUNC: &str = " [truncated]";
+
+fn ipv4(s: &mut String, ip: &[u8]) {
+    let (Some(vihl), Some(src), Some(dst)) = (ip.first(), v4(ip, 12), v4(ip, 16)) else {
+        s.push_str("IPv4");
+        s.push_str(TRUNC);
+        return;
+    };
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    let total = be16(ip, 2).unwrap_or(0) as usize;
+    let proto = ip[9];
+    let frag = be16(ip, 6).unwrap_or(0) & 0x1fff;
+    let l4 = ip.get(ihl..).unwrap_or(&[]);
+    // Bytes of L4 header plus payload, by the IP header (not the capture).
+    let l4_len = total.saturating_sub(ihl);
+    if frag != 0 {
+        let _ = write!(
+            s,
+            "IPv4 {src} > {dst} proto {proto} frag offset {}",
+            frag as usize * 8
+        );
+        return;
+    }
+    l4_summary(
+        s,
+        proto,
+        &src.to_string(),
+        &dst.to_string(),
+        l4,
+        l4_len,
+        false,
+    );
+}
+
+fn ipv6(s: &mut String, ip: &[u8]) {
+    let (Some(src), Some(dst)) = (v6(ip, 8), v6(ip, 24)) else {
+        s.push_str("IPv6");
+        s.push_str(TRUNC);
+        return;
+    };
+    let payload = be16(ip, 4).unwrap_or(0) as usize;
+    let mut next = ip[6];
+    let mut off = 40;
+    // Walk the extension headers that commonly precede the L4 header.
+    for _ in 0..4 {
+        match next {
+            0 | 43 | 60 => {
+                let (Some(&nh), Some(&len)) = (ip.get(off), ip.get(off + 1)) else {
+                    break;
+                };
+                next = nh;
+                off += (len as usize + 1) * 8;
+            }
+            44 => {
+                let Some(&nh) = ip.get(off) else { break };
+                let frag = be16(ip, off + 2).unwrap_or(0) >> 3;
+                if frag != 0 {
+                    let _ = write!(
+                        s,
+                        "IPv6 {src} > {dst} next {nh} frag offset {}",
+                        frag as usize * 8
+                    );
+                    return;
+                }
+                next = nh;
+                off += 8;
+            }
+            _ => break,
+        }
+    }
+    let l4 = ip.get(off..).unwrap_or(&[]);
+    let l4_len = (payload + 40).saturating_sub(off);
+    l4_summary(
+        s,
+        next,
+        &src.to_string(),
+        &dst.to_string(),
+        l4,
+        l4_len,
+        true,
+    );
+}
+
+fn l4_summary(s: &mut String, proto: u8, src: &str, dst: &str, l4: &[u8], l4_len: usize, v6: bool) {
+    // IPv6 addresses with ports are bracketed so the port stays readable.
+    let ep = |a: &str, p: u16| {
+        if v6 {
+            format!("[{a}]:{p}")
+        } else {
+            format!("{a}:{p}")
+        }
+    };
+    match proto {
+        6 => {
+            let (Some(sp), Some(dp), Some(seq), Some(ack), Some(&off), Some(&fl)) = (
+                be16(l4, 0),
+                be16(l4, 2),
+                be32(l4, 4),
+                be32(l4, 8),
+                l4.get(12),
+                l4.get(13),
+            ) else {
+                let _ = write!(s, "TCP {src} > {dst}{TRUNC}");
+                return;
+            };
+            let hdr = ((off >> 4) as usize) * 4;
+            let _ = write!(
+                s,
+                "TCP {} > {} [{}] seq {seq}",
+                ep(src, sp),
+                ep(dst, dp),
+                tcp_flags(fl)
+            );
+            if fl & 0x10 != 0 {
+                let _ = write!(s, " ack {ack}");
+            }
+            let _ = write!(s, " len {}", l4_len.saturating_sub(hdr));
+        }
+        17 => {
+            let (Some(sp), Some(dp), Some(ulen)) = (be16(l4, 0), be16(l4, 2), be16(l4, 4)) else {
+                let _ = write!(s, "UDP {src} > {dst}{TRUNC}");
+                return;
+            };
+            let _ = write!(
+                s,
+                "UDP {} > {} len {}",
+                ep(src, sp),
+                ep(dst, dp),
+                (ulen as usize).saturating_sub(8)
+            );
+        }
+        1 => icmp4(s, src, dst, l4),
+        58 => icmp6(s, src, dst, l4),
+        p => {
+            let fam = if v6 { "IPv6" } else { "IPv4" };
+            let _ = write!(s, "{fam} {src} > {dst} proto {p} len {l4_len}");
+        }
+    }
+}
+
+/// tcpdump's flag letters: S F R P U E W and `.` for ACK.
+fn tcp_flags(fl: u8) -> String {
+    let mut f = String::with_capacity(8);
+    for (bit, c) in [
+        (0x02, 'S'),
+        (0x01, 'F'),
+        (0x04, 'R'),
+        (0x08, 'P'),
+        (0x20, 'U'),
+        (0x40, 'E'),
+        (0x80, 'W'),
+    ] {
+        if fl & bit != 0 {
+            f.push(c);
+        }
+    }
+    if fl & 0x10 != 0 {
+        f.push('.');
+    }
+    if f.is_empty() {
+        f.push_str("none");
+    }
+    f
+}
+
+fn icmp4(s: &mut String, src: &str, dst: &str, l4: &[u8]) {
+    let (Some(&ty), Some(&code)) = (l4.first(), l4.get(1)) else {
+        let _ = write!(s, "ICMP {src} > {dst}{TRUNC}");
+        return;
+    };
+    let _ = write!(s, "ICMP {src} > {dst} ");
+    match ty {
+        0 | 8 => {
+            let what = if ty == 8 {
+                "echo-request"
+            } else {
+                "echo-reply"
+            };
+            match (be16(l4, 4), be16(l4, 6)) {
+                (Some(id), Some(seq)) => {
+                    let _ = write!(s, "{what} id {id} seq {seq}");
+                }
+                _ => {
+                    let _ = write!(s, "{what}{TRUNC}");
+                }
+            }
+        }
+        3 => {
+            let why = match code {
+                0 => "net",
+                1 => "host",
+                2 => "protocol",
+                3 => "port",
+                4 => "frag-needed",
+                13 => "admin-prohibited",
+                _ => "",
+            };
+            if why.is_empty() {
+                let _ = write!(s, "unreachable code {code}");
+            } else {
+                let _ = write!(s, "{why}-unreachable");
+            }
+        }
+        11 => s.push_str("time-exceeded"),
+        5 => s.push_str("redirect"),
+        _ => {
+            let _ = write!(s, "type {ty} code {code}");
+        }
+    }
+}
+
+fn icmp6(s: &mut String, src: &str, dst: &str, l4: &[u8]) {
+    let (Some(&ty), Some(&code)) = (l4.first(), l4.get(1)) else {
+        let _ = write!(s, "ICMP6 {src} > {dst}{TRUNC}");
+        return;
+    };
+    let _ = write!(s, "ICMP6 {src} > {dst} ");
+    match ty {
+        128 | 129 => {
+            let what = if ty == 128 {
+                "echo-request"
+            } else {
+                "echo-reply"
+            };
+            match (be16(l4, 4), be16(l4, 6)) {
+                (Some(id), Some(seq)) => {
+                    let _ = write!(s, "{what} id {id} seq {seq}");
+                }
+                _ => {
+                    let _ = write!(s, "{what}{TRUNC}");
+                }
+            }
+        }
+        133 => s.push_str("router-solicitation"),
+        134 => s.push_str("router-advertisement"),
+        135 | 136 => {
+            let what = if ty == 135 {
+                "neighbor-solicitation who-has"
+            } else {
+                "neighbor-advertisement tgt-is"
+            };
+            match v6(l4, 8) {
+                Some(t) => {
+                    let _ = write!(s, "{what} {t}");
+                }
+                None => {
+                    let _ = write!(s, "{what}{TRUNC}");
+                }
+            }
+        }
+        1 => {
+            let _ = write!(s, "unreachable code {code}");
+        }
+        2 => s.push_str("packet-too-big"),
+        3 => s.push_str("time-exceeded"),
+        _ => {
+            let _ = write!(s, "type {ty} code {code}");
+        }
+    }
+}
+
+fn arp(s: &mut String, a: &[u8]) {
+    // Only Ethernet/IPv4 ARP has fixed offsets worth decoding.
+    let (Some(op), Some(spa), Some(tpa), Some(sha)) =
+        (be16(a, 6), v4(a, 14), v4(a, 24), a.get(8..14))
+    else {
+        s.push_str("ARP");
+        s.push_str(TRUNC);
+        return;
+    };
+    if be16(a, 0) != Some(1) || be16(a, 2) != Some(ETH_P_IP) {
+        let _ = write!(s, "ARP op {op}");
+        return;
+    }
+    match op {
+        1 => {
+            let _ = write!(s, "ARP who-has {tpa} tell {spa}");
+        }
+        2 => {
+            let _ = write!(
+                s,
+                "ARP reply {spa} is-at {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                sha[0], sha[1], sha[2], sha[3], sha[4], sha[5]
+            );
+        }
+        _ => {
+            let _ = write!(s, "ARP op {op} {spa} > {tpa}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::frame;
+
+    #[test]
+    fn icmp_echo_from_l2_and_from_l3() {
+        let f = frame::icmp4_echo([10, 0, 1, 1], [10, 0, 2, 1], 7, 1, true);
+        assert_eq!(
+            summarize(&f, true, 0),
+            "ICMP 10.0.1.1 > 10.0.2.1 echo-request id 7 seq 1"
+        );
+        // The same packet captured from the IP header (skb without mac header).
+        assert_eq!(
+            summarize(&f[14..], false, ETH_P_IP),
+            "ICMP 10.0.1.1 > 10.0.2.1 echo-request id 7 seq 1"
+        );
+        let r = frame::icmp4_echo([10, 0, 2, 1], [10, 0, 1, 1], 7, 1, false);
+        assert_eq!(
+            summarize(&r[14..], false, 0),
+            "ICMP 10.0.2.1 > 10.0.1.1 echo-reply id 7 seq 1"
+        );
+    }
+
+    #[test]
+    fn tcp_syn_synack_and_data() {
+        let syn = frame::tcp4([10, 0, 1, 1], [10, 0, 2, 1], 40000, 5201, 123, 0, 0x02, 0);
+        assert_eq!(
+            summarize(&syn, true, 0),
+            "TCP 10.0.1.1:40000 > 10.0.2.1:5201 [S] seq 123 len 0"
+        );
+        let synack = frame::tcp4([10, 0, 2, 1], [10, 0, 1, 1], 5201, 40000, 900, 124, 0x12, 0);
+        assert_eq!(
+            summarize(&synack, true, 0),
+            "TCP 10.0.2.1:5201 > 10.0.1.1:40000 [S.] seq 900 ack 124 len 0"
+        );
+        // 1448 bytes of payload: only the first bytes are captured, the
+        // length still comes from the IP header.
+        let data = frame::tcp4(
+            [10, 0, 1, 1],
+            [10, 0, 2, 1],
+            40000,
+            5201,
+            124,
+            901,
+            0x18,
+            1448,
+        );
+        assert!(data.len() > 128);
+        assert_eq!(
+            summarize(&data[..128], true, 0),
+            "TCP 10.0.1.1:40000 > 10.0.2.1:5201 [P.] seq 124 ack 901 len 1448"
+        );
+    }
+
+    #[test]
+    fn udp_and_ipv6() {
+        let u = frame::udp4([192, 168, 1, 2], [192, 168, 1, 3], 5353, 53, 20);
+        assert_eq!(
+            summarize(&u, true, 0),
+            "UDP 192.168.1.2:5353 > 192.168.1.3:53 len 20"
+        );
+        let a: [u8; 16] = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
+        let b: [u8; 16] = "fd00::2".parse::<Ipv6Addr>().unwrap().octets();
+        let e = frame::icmp6_echo(a, b, 9, 3);
+        assert_eq!(
+            summarize(&e, true, 0),
+            "ICMP6 fd00::1 > fd00::2 echo-request id 9 seq 3"
+        );
+        let u6 = frame::udp6(a, b, 1000, 2000, 5);
+        assert_eq!(
+            summarize(&u6[14..], false, 0),
+            "UDP [fd00::1]:1000 > [fd00::2]:2000 len 5"
+        );
+    }
+
+    #[test]
+    fn arp_request_and_reply() {
+        let req = frame::arp(1, [2, 0, 0, 0, 0, 1], [10, 0, 0, 1], [10, 0, 0, 2]);
+        assert_eq!(
+            summarize(&req, true, 0),
+            "ARP who-has 10.0.0.2 tell 10.0.0.1"
+        );
+        let rep = frame::arp(2, [2, 0, 0, 0, 0, 2], [10, 0, 0, 2], [10, 0, 0, 1]);
+        assert_eq!(
+            summarize(&rep, true, 0),
+            "ARP reply 10.0.0.2 is-at 02:00:00:00:00:02"
+        );
+    }
+
+    #[test]
+    fn vlan_other_ethertypes_and_garbage() {
+        let mut f = frame::icmp4_echo([10, 0, 1, 1], [10, 0, 2, 1], 7, 1, true);
+        // Insert an 802.1Q tag with VLAN 100.
+        f.splice(12..12, [0x81, 0x00, 0x00, 100]);
+        assert_eq!(
+            summarize(&f, true, 0),
+            "vlan 100 ICMP 10.0.1.1 > 10.0.2.1 echo-request id 7 seq 1"
+        );
+        let mut lldp = vec![0u8; 60];
+        lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+        assert_eq!(summarize(&lldp, true, 0), "ethertype 0x88cc (LLDP)");
+        assert_eq!(summarize(&[], true, 0), "no data captured");
+        assert_eq!(summarize(&[1, 2, 3], true, 0), "Ethernet [truncated]");
+        let f = frame::icmp4_echo([10, 0, 1, 1], [10, 0, 2, 1], 7, 1, true);
+        assert_eq!(summarize(&f[..20], true, 0), "IPv4 [truncated]");
+        assert_eq!(
+            summarize(&f[..34], true, 0),
+            "ICMP 10.0.1.1 > 10.0.2.1 [truncated]"
+        );
+        assert_eq!(
+            summarize(&f[..38], true, 0),
+            "ICMP 10.0.1.1 > 10.0.2.1 echo-request [truncated]"
+        );
+    }
+}
