@@ -424,15 +424,18 @@ impl Correlator {
 
     /// Records a probe's cumulative lost-event counter (from the kernel's
     /// per-probe stats). When it grew since the last call, every packet
-    /// still open or held is marked `lost_events`: the lost event may have
-    /// been one of its hops. Call it before [`Correlator::poll`]; losses
+    /// still open (a live skb) is marked `lost_events`: the lost event may
+    /// have been one of its hops. Call it before [`Correlator::poll`]; losses
     /// are attributed at the granularity of these calls.
     pub fn note_lost(&mut self, probe: u16, lost_total: u64) {
         let c = self.counter(probe);
         if lost_total > c.lost {
             c.lost = lost_total;
             c.seen = true;
-            for p in self.packets.values_mut() {
+            // Only packets with a live skb: one whose skbs all ended is
+            // done, and marking every held packet would flag up to a join
+            // window's worth of finished packets per loss.
+            for p in self.packets.values_mut().filter(|p| p.live > 0) {
                 p.lost = true;
             }
         }

@@ -82,3 +82,96 @@ pub fn read_path(path: impl AsRef<Path>) -> Result<Replay, ReplayError> {
     })?;
     read(BufReader::new(f))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::{JsonSink, Sink};
+
+    fn saved(with_summary: bool) -> (Vec<u8>, Vec<Timeline>, Summary) {
+        let (timelines, summary) = crate::synth::demo_timelines();
+        let mut sink = JsonSink::new(Vec::new());
+        for t in &timelines {
+            sink.timeline(t).expect("write to Vec");
+        }
+        if with_summary {
+            sink.finish(&summary).expect("write to Vec");
+        }
+        (sink.into_inner(), timelines, summary)
+    }
+
+    #[test]
+    fn json_lines_round_trip_exactly() {
+        let (bytes, timelines, summary) = saved(true);
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        // One object per line, typed, the summary last.
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(
+            lines[..3]
+                .iter()
+                .all(|l| l.starts_with(r#"{"type":"timeline","id":"#))
+        );
+        assert!(lines[3].starts_with(r#"{"type":"summary","#));
+        let v: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
+        assert_eq!(v["fingerprint"].as_str().map(str::len), Some(18));
+        assert_eq!(v["wall_start"], "2024-02-29T12:00:00.000000000Z");
+        assert_eq!(v["hops"][1]["probe"], "net:netif_rx");
+        assert_eq!(v["hops"][1]["method"], "tracepoint");
+        assert_eq!(v["hops"][1]["delta_ns"], 12300);
+        let r = read(&bytes[..]).expect("reads back");
+        assert_eq!(
+            r.timelines, timelines,
+            "bytes, drop reasons and all survive"
+        );
+        assert_eq!(r.summary, summary);
+        assert!(!r.summary_recomputed);
+    }
+
+    #[test]
+    fn without_data_drops_only_the_bytes() {
+        let (timelines, _) = crate::synth::demo_timelines();
+        let mut sink = JsonSink::new(Vec::new()).without_data();
+        sink.timeline(&timelines[0]).expect("write to Vec");
+        let bytes = sink.into_inner();
+        assert!(!String::from_utf8_lossy(&bytes).contains("\"data\""));
+        let r = read(&bytes[..]).expect("reads back");
+        assert_eq!(r.timelines[0].hops.len(), timelines[0].hops.len());
+        assert!(r.timelines[0].hops.iter().all(|h| h.data.is_empty()));
+        assert_eq!(r.timelines[0].summary, timelines[0].summary);
+    }
+
+    #[test]
+    fn interrupted_trace_gets_a_summary_rebuilt_from_its_timelines() {
+        let (bytes, _, summary) = saved(false);
+        let r = read(&bytes[..]).expect("reads back");
+        assert!(r.summary_recomputed);
+        assert_eq!(
+            (r.summary.packets, r.summary.complete, r.summary.dropped),
+            (3, 2, 1)
+        );
+        // Per-probe counts are the hops seen; losses are unknown.
+        assert_eq!(r.summary.events, 8);
+        assert_eq!(r.summary.lost_events, 0);
+        assert_eq!(r.summary.hop_pairs, summary.hop_pairs);
+    }
+
+    #[test]
+    fn bad_lines_are_reported_by_number() {
+        let (bytes, _, _) = saved(true);
+        let mut text = String::from_utf8(bytes).expect("utf-8");
+        text.insert_str(0, "\n");
+        text.push_str("{\"type\":\"timeline\",\"id\":\n");
+        let e = read(text.as_bytes()).expect_err("truncated last line");
+        assert!(matches!(e, ReplayError::Parse { line: 6, .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("line 6: not a skbtrace JSON Lines record"),
+            "{e}"
+        );
+        let e = read(&b"{\"type\":\"summary\"}\nhello\n"[..]).expect_err("garbage");
+        assert!(e.to_string().starts_with("line 1: "), "{e}");
+        let e = read_path("/nonexistent/trace.jsonl").expect_err("missing file");
+        assert!(e.to_string().contains("/nonexistent/trace.jsonl"), "{e}");
+    }
+}

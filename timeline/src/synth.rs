@@ -221,3 +221,134 @@ pub fn no_skb_event(probe: u16, method: u8, ts_ns: u64, len: u32) -> Event {
     ev.dev = [0; 16];
     ev
 }
+
+/// Three packets run through a [`crate::Correlator`], for sink tests and
+/// demos: a ping over a veth pair into another netns (complete, one hop
+/// captured from L3), a UDP datagram dropped with `NO_SOCKET`, and a TCP SYN
+/// that timed out after a ring-buffer loss. Wall clock: the first hop is at
+/// 2024-02-29T12:00:00Z.
+pub fn demo_timelines() -> (Vec<crate::Timeline>, crate::Summary) {
+    use probes::{flags as fl, id, method as m};
+    let t0: u64 = 5_000_000_000;
+    let mut reasons = std::collections::HashMap::new();
+    reasons.insert(3, "NO_SOCKET".to_string());
+    let mut c = crate::Correlator::new(crate::CorrelatorConfig {
+        mono_to_realtime_ns: 1_709_208_000_000_000_000 - t0 as i64,
+        drop_reasons: reasons,
+        ..Default::default()
+    });
+    let ping = frame::icmp4_echo([10, 0, 1, 1], [10, 0, 2, 1], 7, 1, true);
+    let hop =
+        |probe: u16, meth: u8, flags: u8, dt: u64, dev: &str, netns: u32, cpu: u32, l2: bool| {
+            let mut e = event(
+                probe,
+                meth,
+                flags,
+                t0 + dt,
+                0xffff_8880_0a00_0000,
+                0xffff_8880_0b00_0000,
+                &ping,
+                l2,
+            );
+            set_dev(&mut e, dev);
+            e.netns = netns;
+            e.cpu = cpu;
+            if cpu == 0 {
+                set_comm(&mut e, "swapper/0");
+                e.pid = 0;
+            }
+            e
+        };
+    c.push(&hop(
+        id::VETH_XMIT,
+        m::KPROBE,
+        fl::MATCH,
+        0,
+        "veth0",
+        4026531840,
+        1,
+        true,
+    ));
+    c.push(&hop(
+        id::TP_NETIF_RX,
+        m::TP_BTF,
+        0,
+        12_300,
+        "veth1",
+        4026532301,
+        1,
+        true,
+    ));
+    c.push(&hop(
+        id::__NETIF_RECEIVE_SKB_CORE,
+        m::KPROBE,
+        0,
+        47_100,
+        "veth1",
+        4026532301,
+        0,
+        true,
+    ));
+    c.push(&hop(
+        id::IP_RCV,
+        m::KPROBE,
+        0,
+        52_000,
+        "veth1",
+        4026532301,
+        0,
+        false,
+    ));
+    c.push(&hop(
+        id::TP_CONSUME_SKB,
+        m::TP_BTF,
+        fl::END,
+        84_200,
+        "veth1",
+        4026532301,
+        0,
+        true,
+    ));
+
+    let udp = frame::udp4([10, 0, 1, 1], [10, 0, 2, 1], 40000, 9, 12);
+    let mut u0 = event(
+        id::UDP_RCV,
+        m::KPROBE,
+        0,
+        t0 + 1_000_000,
+        0xffff_8880_0c00_0000,
+        0xffff_8880_0d00_0000,
+        &udp,
+        false,
+    );
+    set_dev(&mut u0, "veth1");
+    u0.netns = 4026532301;
+    let mut u1 = u0;
+    u1.probe = id::TP_KFREE_SKB;
+    u1.method = m::RAW_TP;
+    u1.flags |= fl::END | fl::DROP;
+    u1.ts_ns += 3_400;
+    u1.reason = 3;
+    c.push(&u0);
+    c.push(&u1);
+
+    let syn = frame::tcp4([10, 0, 1, 1], [10, 0, 2, 1], 40000, 5201, 123, 0, 0x02, 0);
+    let mut s0 = event(
+        id::VETH_XMIT,
+        m::FENTRY,
+        0,
+        t0 + 2_000_000,
+        0xffff_8880_0e00_0000,
+        0xffff_8880_0f00_0000,
+        &syn,
+        true,
+    );
+    set_comm(&mut s0, "iperf3");
+    s0.pid = 4242;
+    c.push(&s0);
+    c.note_lost(id::TP_NETIF_RX, 2);
+
+    let mut out = c.poll(t0 + 2_000_000 + 100_000_000);
+    out.extend(c.finish());
+    (out, c.summary())
+}

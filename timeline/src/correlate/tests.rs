@@ -306,17 +306,27 @@ fn lost_events_mark_the_packets_open_at_the_time() {
     // Cumulative counter unchanged: no new loss.
     c.push(&ev(id::VETH_XMIT, 0, 3000, 0xe000, 0xf000, &ping(3)));
     c.note_lost(id::TP_NETIF_RX, 3);
+    // Ended before the next loss: done, not affected.
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        3500,
+        0xe000,
+        0xf000,
+        &ping(3),
+    ));
+    c.note_lost(id::TP_NETIF_RX, 4);
     let out = c.finish();
     let lost: Vec<bool> = out.iter().map(|t| t.lost_events).collect();
     assert_eq!(lost, [true, true, false]);
     let s = c.summary();
-    assert_eq!(s.lost_events, 3);
+    assert_eq!(s.lost_events, 4);
     let rx = s
         .probes
         .iter()
         .find(|p| p.probe == "net:netif_rx")
         .expect("probe with losses listed");
-    assert_eq!((rx.events, rx.lost), (0, 3));
+    assert_eq!((rx.events, rx.lost), (0, 4));
 }
 
 #[test]

@@ -150,3 +150,73 @@ impl<W: Write> Sink for TextSink<W> {
         self.w.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPECTED: &str = "\
+#1 ICMP 10.0.1.1 > 10.0.2.1 echo-request id 7 seq 1  total 84.2us
+  +0ns      veth_xmit                 kprobe      veth0@4026531840     cpu 1   ping:1234
+  +12.3us   net:netif_rx              tracepoint  veth1@ns2            cpu 1   ping:1234
+  +34.8us   __netif_receive_skb_core  kprobe      veth1@ns2            cpu 0   swapper/0:0
+  +4.90us   ip_rcv                    kprobe      veth1@ns2            cpu 0   swapper/0:0
+  +32.2us   skb:consume_skb           tracepoint  veth1@ns2            cpu 0   swapper/0:0
+
+#2 UDP 10.0.1.1:40000 > 10.0.2.1:9 len 12  total 3.40us  [dropped]
+  +0ns      udp_rcv                   kprobe      veth1@ns2            cpu 1   ping:1234
+  +3.40us   skb:kfree_skb             tracepoint  veth1@ns2            cpu 1   ping:1234  drop: NO_SOCKET
+
+#3 TCP 10.0.1.1:40000 > 10.0.2.1:5201 [S] seq 123 len 0  total 0ns  [incomplete]  [lost events]
+  +0ns      veth_xmit                 fentry      veth0@ns2            cpu 1   iperf3:4242
+
+--- summary ---
+3 packets (2 complete, 1 incomplete, 1 dropped), 8 events, 2 lost events
+";
+
+    #[test]
+    fn waterfall_snapshot_with_named_and_unnamed_netns() {
+        let (timelines, summary) = crate::synth::demo_timelines();
+        let names = HashMap::from([(4026532301, "ns2".to_string())]);
+        let mut sink = TextSink::new(Vec::new()).with_netns_names(names);
+        for t in &timelines {
+            sink.timeline(t).expect("write to Vec");
+        }
+        sink.finish(&summary).expect("write to Vec");
+        let out = String::from_utf8(sink.into_inner()).expect("utf-8");
+        assert!(out.starts_with(EXPECTED), "got:\n{out}");
+        // Then the per-probe and hop-pair tables.
+        let tail = &out[EXPECTED.len()..];
+        assert!(
+            tail.contains("\n  net:netif_rx               tracepoint          1        2\n"),
+            "{tail}"
+        );
+        let pair = tail
+            .lines()
+            .find(|l| l.trim_start().starts_with("veth_xmit -> net:netif_rx"))
+            .expect("hop pair line");
+        let cols: Vec<&str> = pair.split_whitespace().collect();
+        assert_eq!(cols[3..], ["1", "12.3us", "12.3us", "12.3us", "12.3us"]);
+    }
+
+    #[test]
+    fn hop_without_device_or_netns() {
+        let t = Timeline {
+            id: 9,
+            summary: "no data captured".into(),
+            complete: true,
+            hops: vec![Hop {
+                probe: "ip_output".into(),
+                method: "kprobe".into(),
+                pid: 7,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let s = render_timeline(&t, &HashMap::new());
+        assert_eq!(
+            s,
+            "#9 no data captured  total 0ns\n  +0ns      ip_output                 kprobe      -                    cpu 0   -:7\n"
+        );
+    }
+}
