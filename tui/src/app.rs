@@ -119,6 +119,8 @@ pub struct App {
     next_seq: u64,
     pub(crate) stats: PairStats,
     pub(crate) totals: Totals,
+    /// Most hops of any packet seen: sizes the waterfall pane.
+    pub(crate) max_hops: usize,
     /// Indices into `packets` of the filtered, sorted list on screen.
     pub(crate) view: Vec<usize>,
     /// Position in `view` of the selected packet.
@@ -160,6 +162,7 @@ impl App {
             next_seq: 0,
             stats: PairStats::default(),
             totals: Totals::default(),
+            max_hops: 0,
             view: Vec::new(),
             selected: 0,
             selected_seq: None,
@@ -225,6 +228,7 @@ impl App {
     pub fn push(&mut self, tl: Timeline) {
         self.stats.record(&tl);
         self.totals.seen += 1;
+        self.max_hops = self.max_hops.max(tl.hops.len());
         self.totals.dropped += u64::from(tl.dropped);
         self.totals.incomplete += u64::from(!tl.complete);
         self.totals.lost += u64::from(tl.lost_events);

@@ -92,13 +92,30 @@ impl Widget for &App {
             // Too short for three panes: the list matters most.
             self.render_list(main, buf);
         } else {
-            let list_h = (main.height * 2 / 5).max(4);
-            let pair_rows = self.stats.rows().len().max(1) as u16;
-            let mut pairs_h = (pair_rows + 3).min(main.height / 4);
-            if pairs_h < 4 {
-                pairs_h = 0;
-            }
-            let wf_h = main.height - list_h - pairs_h;
+            // The waterfall and the pair table get the rows they need (sized
+            // by the longest packet seen, so the layout does not jump as the
+            // selection moves), the list gets at least 2/5 and the rest.
+            let mut list_h = (main.height * 2 / 5).max(4);
+            let rem = main.height - list_h;
+            let wf_need = (self.max_hops as u16).saturating_add(3).max(4);
+            let pairs_need = (self.stats.rows().len().max(1) as u16).saturating_add(3);
+            let (wf_h, pairs_h) = if main.height < 18 {
+                // Short screens skip the pair table rather than squeeze the list.
+                let wf = wf_need.min(rem);
+                list_h += rem - wf;
+                (wf, 0)
+            } else if wf_need + pairs_need <= rem {
+                list_h += rem - wf_need - pairs_need;
+                (wf_need, pairs_need)
+            } else {
+                let wf = wf_need.min((rem * 3 / 5).max(4)).min(rem);
+                let pairs = (rem - wf).min(pairs_need);
+                if pairs < 4 {
+                    (rem, 0)
+                } else {
+                    (rem - pairs, pairs)
+                }
+            };
             let list = Rect {
                 height: list_h,
                 ..main
@@ -279,16 +296,18 @@ impl App {
             return;
         };
         let tl = &e.tl;
-        let title = sfmt!(256; " Waterfall #{} {} │ total {} │ {} hops ", tl.id, tl.summary, Ns(tl.total_ns), tl.hops.len());
+        // Flags first: on a narrow screen the summary (also in the list)
+        // is what gets cut.
+        let title_end = (area.x + area.width).saturating_sub(1);
+        let head = sfmt!(32; " Waterfall #{} ", tl.id);
         let mut x = put(
             buf,
             area.x + 1,
             area.y,
-            title.as_str(),
+            head.as_str(),
             area.width.saturating_sub(2),
             HEADER,
         );
-        let title_end = (area.x + area.width).saturating_sub(1);
         if tl.dropped {
             let reason = tl
                 .hops
@@ -317,7 +336,7 @@ impl App {
             );
         }
         if tl.lost_events {
-            put(
+            x = put(
                 buf,
                 x,
                 area.y,
@@ -326,6 +345,16 @@ impl App {
                 WARN,
             );
         }
+        let rest =
+            sfmt!(256; "│ total {} │ {} hops │ {} ", Ns(tl.total_ns), tl.hops.len(), tl.summary);
+        put(
+            buf,
+            x,
+            area.y,
+            rest.as_str(),
+            title_end.saturating_sub(x),
+            HEADER,
+        );
         if inner.height == 0 || inner.width < 4 {
             return;
         }
@@ -346,7 +375,8 @@ impl App {
             }
         }
         // Label columns sized to the longest value, then cut back so the bars
-        // keep at least a third of the width.
+        // keep a third of the width (a quarter in zoom). Below 60 columns
+        // only probe and delta stay: the probe name matters most.
         let max_probe = tl
             .hops
             .iter()
@@ -362,14 +392,33 @@ impl App {
             .unwrap_or(9)
             .max(9);
         let w = inner.width as usize;
-        let extra = if zoom { 11 + 17 + 6 } else { 0 }; // method, comm/pid, len
-        let fixed = 2 + 1 + 1 + 6 + 9 + 1 + extra; // marker, gaps, cpu, delta, gap
+        let compact = w < 60;
+        // method, comm/pid, len
+        let extra = if zoom && !compact { 11 + 15 + 6 } else { 0 };
+        // marker, gaps, cpu, delta, gap
+        let fixed = if compact {
+            2 + 1 + 9 + 1
+        } else {
+            2 + 1 + 1 + 6 + 9 + 1
+        } + extra;
+        let bar_share = if compact {
+            w / 5
+        } else if zoom {
+            w / 4
+        } else {
+            w / 3
+        };
+        let budget = w.saturating_sub(fixed + bar_share);
         let mut probe_w = max_probe.min(32);
-        let mut dev_w = max_dev.min(24);
-        let budget = w.saturating_sub(fixed + w / 3);
+        let mut dev_w = if compact { 0 } else { max_dev.min(24) };
         if probe_w + dev_w > budget {
-            dev_w = dev_w.min(budget / 3).max(budget.min(6));
-            probe_w = budget.saturating_sub(dev_w).max(budget.min(8));
+            if compact {
+                probe_w = budget.max(5);
+            } else {
+                // The probe name says more than the netns number: it keeps 3/5.
+                dev_w = dev_w.min((budget * 2 / 5).max(9)).min(budget);
+                probe_w = budget.saturating_sub(dev_w).max(5);
+            }
         }
         let label_w = fixed + probe_w + dev_w;
         let bar_x = inner.x + label_w.min(w) as u16;
@@ -377,8 +426,12 @@ impl App {
 
         // Header.
         let hx = put(buf, inner.x, y, "  ", inner.width, HEADER);
-        let hdr = sfmt!(128; "{:<pw$} {:<dw$} {:>5} {:>9} ", "probe", "dev@netns", "cpu", "delta", pw = probe_w, dw = dev_w);
-        let mut hx = put(
+        let hdr = if compact {
+            sfmt!(128; "{:<pw$} {:>9} ", Trunc("probe", probe_w), "delta", pw = probe_w)
+        } else {
+            sfmt!(128; "{:<pw$} {:<dw$} {:>5} {:>9} ", Trunc("probe", probe_w), Trunc("dev@netns", dev_w), "cpu", "delta", pw = probe_w, dw = dev_w)
+        };
+        let hx = put(
             buf,
             hx,
             y,
@@ -386,9 +439,9 @@ impl App {
             inner.width.saturating_sub(2),
             HEADER,
         );
-        if zoom {
-            let z = sfmt!(64; "{:<10} {:<16} {:>5} ", "method", "comm/pid", "len");
-            hx = put(
+        if extra > 0 {
+            let z = sfmt!(64; "{:<10} {:<14} {:>5} ", "method", "comm/pid", "len");
+            put(
                 buf,
                 hx,
                 y,
@@ -397,7 +450,6 @@ impl App {
                 HEADER,
             );
         }
-        let _ = hx;
         if bar_w >= 8 {
             put(buf, bar_x, y, "0", bar_w, DIM);
             let end = sfmt!(16; "{}", Ns(axis_span(tl.hops.as_slice())));
@@ -451,13 +503,17 @@ impl App {
             } else {
                 sfmt!(16; "{:>9}", sfmt!(16; "+{}", Ns(h.delta_ns)).as_str())
             };
-            let row = sfmt!(160; "{:<pw$} {:<dw$} {:>5} {} ",
-                Trunc(&h.probe, probe_w), Trunc(dn.as_str(), dev_w), sfmt!(8; "cpu{}", h.cpu).as_str(), delta.as_str(),
-                pw = probe_w, dw = dev_w);
+            let row = if compact {
+                sfmt!(160; "{:<pw$} {} ", Trunc(&h.probe, probe_w), delta.as_str(), pw = probe_w)
+            } else {
+                sfmt!(160; "{:<pw$} {:<dw$} {:>5} {} ",
+                    Trunc(&h.probe, probe_w), Trunc(dn.as_str(), dev_w), sfmt!(8; "cpu{}", h.cpu).as_str(), delta.as_str(),
+                    pw = probe_w, dw = dev_w)
+            };
             x = put(buf, x, y, row.as_str(), end - x, style);
-            if zoom {
+            if extra > 0 {
                 let comm = sfmt!(32; "{}/{}", h.comm, h.pid);
-                let z = sfmt!(64; "{:<10} {:<16} {:>5} ", Trunc(&h.method, 10), Trunc(comm.as_str(), 16), h.len);
+                let z = sfmt!(64; "{:<10} {:<14} {:>5} ", Trunc(&h.method, 10), Trunc(comm.as_str(), 14), h.len);
                 put(buf, x, y, z.as_str(), end.saturating_sub(x), style);
             }
             if bar_w >= 4 {
@@ -477,16 +533,16 @@ impl App {
                         BAR
                     },
                 );
-                if let Some(r) = &h.drop_reason
-                    && zoom
-                {
-                    // The reason goes after the bar, where the time axis is empty.
-                    let bx = bar_x + bar_cols(h, t0, span, bar_w).1 + 1;
-                    let d = sfmt!(80; "✗ {r}");
-                    put(buf, bx, y, d.as_str(), end.saturating_sub(bx), DROPPED);
-                }
             }
             y += 1;
+            if let Some(r) = &h.drop_reason
+                && zoom
+                && y < bottom
+            {
+                let d = sfmt!(96; "    ✗ dropped here: {r}");
+                put(buf, inner.x, y, d.as_str(), inner.width, DROPPED);
+                y += 1;
+            }
         }
     }
 
@@ -597,7 +653,11 @@ impl App {
                     buf,
                     x,
                     msg_line,
-                    "↑↓/jk move  Enter zoom  p pause  s sort  / filter  space mark  e export  ? help  q quit",
+                    if self.zoom {
+                        "↑↓/jk next packet  J K scroll hops  Enter/Esc back  e export  ? help  q quit"
+                    } else {
+                        "↑↓/jk move  Enter zoom  p pause  s sort  / filter  space mark  e export  ? help  q quit"
+                    },
                     end - x,
                     DIM,
                 );
