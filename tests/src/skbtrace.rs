@@ -1,20 +1,20 @@
-//! Running the built binaries from tests.
+//! Finding the built binaries from tests.
 
 use std::path::PathBuf;
 
-/// Path of a workspace binary (`skbtrace`, `skbtrace-fwd`), built by cargo
-/// before the tests run (the test script builds them first).
+/// Path of a workspace binary (`skbtrace`, `skbtrace-fwd`) built by the same
+/// cargo invocation and profile as the running test: the test executable
+/// lives in `<target>/<profile>/deps/`, the binaries in `<target>/<profile>/`.
 pub fn bin(name: &str) -> PathBuf {
-    // tests/ is one level below the workspace root.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let profile = std::env::var("SKBTRACE_PROFILE").unwrap_or_else(|_| "debug".into());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let p = target.join(profile).join(name);
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
+    let p = dir.join(name);
     assert!(
         p.exists(),
-        "{} not found: build it first (cargo build --workspace --bins)",
+        "{} not found: build the binaries first (cargo build --workspace --bins, same profile as the tests)",
         p.display()
     );
     p

@@ -13,9 +13,9 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error(
-        "this kernel exposes no BTF at {VMLINUX_BTF}: skbtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian, Ubuntu, Fedora and RHEL kernels have it)"
+        "this kernel exposes no BTF at {path}: skbtrace reads struct layouts from it and needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian, Ubuntu, Fedora and RHEL kernels have it)"
     )]
-    NoVmlinux,
+    NoVmlinux { path: String },
     #[error("cannot parse {path}: {source}")]
     Parse { path: String, source: btf_rs::Error },
     #[error("BTF has no struct {0}")]
@@ -43,11 +43,14 @@ pub struct KernelBtf {
 }
 
 impl KernelBtf {
+    /// The running kernel's BTF. `SKBTRACE_VMLINUX_BTF` points elsewhere
+    /// (tests use it to check the no-BTF error).
     pub fn load() -> Result<KernelBtf, BtfError> {
-        if !Path::new(VMLINUX_BTF).exists() {
-            return Err(BtfError::NoVmlinux);
+        let path = std::env::var("SKBTRACE_VMLINUX_BTF").unwrap_or_else(|_| VMLINUX_BTF.into());
+        if !Path::new(&path).exists() {
+            return Err(BtfError::NoVmlinux { path });
         }
-        KernelBtf::from_file(VMLINUX_BTF)
+        KernelBtf::from_file(&path)
     }
 
     pub fn from_file(path: &str) -> Result<KernelBtf, BtfError> {

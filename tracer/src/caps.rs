@@ -50,6 +50,25 @@ impl Capabilities {
     }
 }
 
+impl Capabilities {
+    /// A module compiled into the kernel may leave no trace in /sys/module;
+    /// its functions in kallsyms without a `[module]` tag prove it is built in.
+    pub fn refine_builtin(&mut self, k: &crate::kallsyms::Kallsyms) {
+        for (m, state) in &mut self.module_btf {
+            let probe_fn = match m.as_str() {
+                "veth" => "veth_xmit",
+                "bridge" => "br_handle_frame",
+                _ => continue,
+            };
+            if *state == ModuleState::NotLoaded
+                && k.resolve(probe_fn).is_some_and(|s| s.module.is_none())
+            {
+                *state = ModuleState::BuiltIn;
+            }
+        }
+    }
+}
+
 fn module_state(kernel: &str, m: &str) -> ModuleState {
     let loaded = Path::new("/sys/module").join(m).join("initstate").exists();
     let builtin = Path::new("/sys/module").join(m).exists() && !loaded

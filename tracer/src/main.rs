@@ -56,6 +56,9 @@ enum Cmd {
         /// Stop after this long (500ms, 8s, 2m).
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
+        /// One JSON object per event instead of a table (for scripts).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         ring: RingArgs,
     },
@@ -94,6 +97,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A closed pipe (`skbtrace ... | head`) is the reader's choice, not an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("skbtrace: error: {e:#}");
             ExitCode::from(1)
         }
@@ -107,8 +117,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             filter,
             count,
             duration,
+            json,
             ring,
-        } => cmd_events(filter, count, duration, ring),
+        } => cmd_events(filter, count, duration, json, ring),
     }
 }
 
@@ -216,6 +227,7 @@ fn cmd_events(
     filter: FilterArgs,
     count: Option<u64>,
     duration: Option<Duration>,
+    json: bool,
     ring: RingArgs,
 ) -> anyhow::Result<()> {
     // Validate input before attaching anything.
@@ -227,6 +239,7 @@ fn cmd_events(
     let methods: std::collections::HashMap<String, &'static str> =
         session.methods().into_iter().collect();
     let ring = session.take_ring()?;
+    let session_drop_reasons = session.drop_reasons.clone();
     eprintln!(
         "skbtrace: following packets first seen on {} (ifindex {}, netns {} inode {}); {} points attached. Ctrl-C to stop.",
         target.dev,
@@ -236,19 +249,21 @@ fn cmd_events(
         session.report.attached()
     );
     let out = std::cell::RefCell::new(std::io::BufWriter::new(std::io::stdout().lock()));
-    writeln!(
-        out.borrow_mut(),
-        "{:>14} {:<26} {:<14} {:<24} {:>7} {:>3} {:<22} {:<18} {:>5}",
-        "TIME(us)",
-        "PROBE",
-        "METHOD",
-        "DEV@NETNS",
-        "IFINDEX",
-        "CPU",
-        "TASK",
-        "SKB",
-        "LEN"
-    )?;
+    if !json {
+        writeln!(
+            out.borrow_mut(),
+            "{:>14} {:<26} {:<14} {:<24} {:>7} {:>3} {:<22} {:<18} {:>5}",
+            "TIME(us)",
+            "PROBE",
+            "METHOD",
+            "DEV@NETNS",
+            "IFINDEX",
+            "CPU",
+            "TASK",
+            "SKB",
+            "LEN"
+        )?;
+    }
     let mut first_ts = None;
     let mut n = 0u64;
     let mut bad = 0u64;
@@ -268,7 +283,17 @@ fn cmd_events(
                 }
             };
             let t0 = *first_ts.get_or_insert(ev.ts_ns);
-            let _ = print_event(&mut *out.borrow_mut(), &ev, t0, &methods);
+            let _ = if json {
+                print_event_json(&mut *out.borrow_mut(), &ev, &methods, &session_drop_reasons)
+            } else {
+                print_event(
+                    &mut *out.borrow_mut(),
+                    &ev,
+                    t0,
+                    &methods,
+                    &session_drop_reasons,
+                )
+            };
             n += 1;
             if count.is_some_and(|c| n >= c) {
                 ControlFlow::Break(())
@@ -292,6 +317,7 @@ fn print_event(
     ev: &Event,
     t0: u64,
     methods: &std::collections::HashMap<String, &'static str>,
+    drop_reasons: &std::collections::HashMap<u32, String>,
 ) -> std::io::Result<()> {
     let probe = probes::id::name(ev.probe).unwrap_or("?");
     let method = methods
@@ -305,7 +331,14 @@ fn print_event(
     };
     let mut extra = String::new();
     if ev.flags & flags::DROP != 0 {
-        extra = format!(" drop_reason={}", ev.reason);
+        let reason = drop_reasons
+            .get(&ev.reason)
+            .cloned()
+            .unwrap_or_else(|| ev.reason.to_string());
+        extra = format!(" drop_reason={reason}");
+    }
+    if ev.flags & flags::MATCH != 0 {
+        extra.push_str(" (first seen)");
     }
     writeln!(
         out,
@@ -321,6 +354,46 @@ fn print_event(
         ev.len,
         extra
     )
+}
+
+fn print_event_json(
+    out: &mut impl Write,
+    ev: &Event,
+    methods: &std::collections::HashMap<String, &'static str>,
+    drop_reasons: &std::collections::HashMap<u32, String>,
+) -> std::io::Result<()> {
+    let probe = probes::id::name(ev.probe).unwrap_or("?");
+    let data: String = ev.data[..ev.cap_len as usize]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let v = serde_json::json!({
+        "ts_ns": ev.ts_ns,
+        "probe": probe,
+        "method": probes::method::kind(ev.method),
+        "attach": methods.get(probe).copied().unwrap_or(probes::method::detail(ev.method)),
+        "dev": cstr(&ev.dev),
+        "ifindex": ev.ifindex,
+        "netns": ev.netns,
+        "cpu": ev.cpu,
+        "pid": ev.pid,
+        "tid": ev.tid,
+        "comm": cstr(&ev.comm),
+        "skb": format!("0x{:x}", ev.skb),
+        "head": format!("0x{:x}", ev.head),
+        "len": ev.len,
+        "protocol": ev.protocol,
+        "mark": ev.mark,
+        "fingerprint": format!("0x{:016x}", ev.fingerprint),
+        "l2": ev.flags & flags::L2 != 0,
+        "match": ev.flags & flags::MATCH != 0,
+        "end": ev.flags & flags::END != 0,
+        "drop_reason": (ev.flags & flags::DROP != 0).then(|| {
+            drop_reasons.get(&ev.reason).cloned().unwrap_or_else(|| ev.reason.to_string())
+        }),
+        "data": data,
+    });
+    writeln!(out, "{v}")
 }
 
 fn print_stats(session: &Session, shown: u64, stop: Stop) -> anyhow::Result<()> {

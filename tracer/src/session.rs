@@ -115,13 +115,14 @@ impl Session {
     pub fn start(opts: &SessionOptions) -> anyhow::Result<Session> {
         crate::caps::check_privileges().map_err(anyhow::Error::msg)?;
         let object = ebpf_object()?;
-        let caps = Capabilities::detect();
         let kbtf = KernelBtf::load()?;
+        let mut caps = Capabilities::detect();
         let offsets = kbtf
             .offsets()
             .context("reading struct offsets from the kernel's BTF")?;
         let drop_reasons = crate::btf::drop_reasons(&kbtf);
         let kallsyms = Kallsyms::read().context("reading /proc/kallsyms")?;
+        caps.refine_builtin(&kallsyms);
         let aya_btf = Btf::from_sys_fs().context("parsing /sys/kernel/btf/vmlinux with aya")?;
 
         let config = Config {
@@ -319,10 +320,11 @@ fn attach_function(
                     return r;
                 }
                 Err(e) => {
-                    let reason = format!("loading failed: {e}");
+                    let mut reason = format!("loading failed: {e}");
                     if is_permission_error(&reason) {
-                        *fentry_blocked =
-                            Some(format!("fentry programs are refused on this kernel ({e})"));
+                        // Same answer for every function: don't ask again.
+                        reason = "the kernel refuses fentry programs (BPF_PROG_LOAD: Operation not permitted)".into();
+                        *fentry_blocked = Some(reason.clone());
                     }
                     r.skipped.push(Skipped {
                         method: "fentry",

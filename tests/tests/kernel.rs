@@ -1,0 +1,416 @@
+//! Root integration tests against the running kernel: real BPF programs,
+//! real namespaces, real packets. The same binary runs on the host (6.18:
+//! tracepoints only) and inside Debian's 6.1 kernel under qemu (fentry and
+//! kprobes), see vm_kernel_matrix.rs; expectations follow what the kernel
+//! offers, which `skbtrace probes --json` reports and these tests check.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use tests::tracer::{json_lines, run, skbtrace_prog_ids, start};
+use tests::{Bridge, NetNs, TwoNs, Veth, require_root};
+
+const READY: &str = "following packets";
+
+fn ready_timeout() -> Duration {
+    // Under qemu's software emulation everything is ~20x slower.
+    Duration::from_secs(if std::env::var_os("SKBTRACE_IN_VM").is_some() {
+        300
+    } else {
+        60
+    })
+}
+
+fn has_kprobes() -> bool {
+    Path::new("/sys/bus/event_source/devices/kprobe").exists()
+}
+
+fn probes_json() -> Value {
+    let f = run(&["probes", "--json"]);
+    assert!(f.status.success(), "skbtrace probes failed: {}", f.stderr);
+    serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("probes --json: {e}\n{}", f.stdout))
+}
+
+fn point<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["points"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["point"] == name))
+        .unwrap_or_else(|| panic!("no point {name} in report"))
+}
+
+#[test]
+fn probes_attach_by_the_best_method_this_kernel_allows() {
+    if !require_root("probes_attach_by_the_best_method_this_kernel_allows") {
+        return;
+    }
+    // veth and bridge must exist for their functions to be in kallsyms when
+    // they are modules (6.1).
+    let _veth = Veth::new("pv");
+    let _br = Bridge::new("pbr", None);
+    let r = probes_json();
+    let method = |n: &str| point(&r, n)["method"].as_str().map(String::from);
+    eprintln!(
+        "attach report on {}: total {} ms",
+        r["kernel"], r["total_attach_ms"]
+    );
+    for p in r["points"].as_array().expect("points") {
+        eprintln!(
+            "  {:<26} {:<16} via {:<26} {:>6} us",
+            p["point"].as_str().unwrap_or(""),
+            p["method"].as_str().unwrap_or("UNAVAILABLE"),
+            p["via"].as_str().unwrap_or("-"),
+            p["attach_us"]
+        );
+    }
+    // Every point that is not attached says why for each rung.
+    for p in r["points"].as_array().expect("points") {
+        if p["method"].is_null() {
+            let skipped = p["skipped"].as_array().expect("skipped");
+            assert!(
+                skipped.len() >= 2,
+                "{} unavailable without reasons: {p}",
+                p["point"]
+            );
+            for s in skipped {
+                assert!(
+                    !s["reason"].as_str().unwrap_or("").is_empty(),
+                    "empty reason in {p}"
+                );
+            }
+        }
+    }
+    // The drop and free tracepoints exist on every kernel we support.
+    assert_eq!(method("skb:kfree_skb").as_deref(), Some("tp_btf"));
+    assert_eq!(method("skb:consume_skb").as_deref(), Some("tp_btf"));
+
+    if has_kprobes() {
+        // Debian 6.1: trampolines for vmlinux functions, kprobes for module
+        // functions (aya 0.14 cannot load fentry against module BTF).
+        assert_eq!(
+            method("netif_rx").as_deref(),
+            Some("fentry"),
+            "{}",
+            point(&r, "netif_rx")
+        );
+        assert_eq!(method("tcp_queue_rcv").as_deref(), Some("fentry"));
+        assert_eq!(method("ip_rcv").as_deref(), Some("fentry"));
+        for m in ["veth_xmit", "br_handle_frame"] {
+            assert_eq!(method(m).as_deref(), Some("kprobe"), "{}", point(&r, m));
+            let why = point(&r, m)["skipped"].to_string();
+            assert!(
+                why.contains("module"),
+                "{m}: fentry skip reason should name the module: {why}"
+            );
+        }
+        // __netif_receive_skb_core is only a .constprop variant on some builds.
+        assert!(method("__netif_receive_skb_core").is_some());
+    } else {
+        // No CONFIG_KPROBES and no fentry: the nearest tracepoints.
+        let vx = point(&r, "veth_xmit");
+        assert_eq!(vx["via"], "net:net_dev_start_xmit", "{vx}");
+        assert!(vx["skipped"].to_string().contains("CONFIG_KPROBES"), "{vx}");
+        assert_eq!(
+            point(&r, "__netif_receive_skb_core")["via"],
+            "net:netif_receive_skb"
+        );
+        assert!(
+            method("tcp_queue_rcv").is_none(),
+            "no rung reaches tcp_queue_rcv here"
+        );
+    }
+}
+
+/// Events of a ping from ns1 to ns2 over a veth pair, followed from ns1's end.
+fn ping_events(topo: &TwoNs, count: u32) -> Vec<Value> {
+    let ns1 = &topo.ns1.name;
+    let mut t = start(
+        &["events", "--json", "--dev", &topo.veth.a, "--netns", ns1],
+        READY,
+        ready_timeout(),
+    );
+    topo.ns1.run(
+        "ping",
+        &["-c", &count.to_string(), "-i", "0.2", "-W", "2", &topo.ip2],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let f = t.stop(Signal::SIGINT);
+    assert!(
+        f.status.success(),
+        "skbtrace events exited {} after SIGINT:\n{}",
+        f.status,
+        f.stderr
+    );
+    assert!(
+        f.stderr.contains("events shown"),
+        "no closing stats:\n{}",
+        f.stderr
+    );
+    json_lines(&f.stdout)
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0))
+        .collect()
+}
+
+fn icmp_type(ev: &Value) -> Option<u8> {
+    let data = hex(ev["data"].as_str()?);
+    let l3 = if ev["l2"].as_bool()? {
+        data.get(14..)?
+    } else {
+        &data[..]
+    };
+    if l3.len() < 21 || l3[9] != 1 {
+        return None;
+    }
+    let ihl = (l3[0] & 0xf) as usize * 4;
+    l3.get(ihl).copied()
+}
+
+#[test]
+fn events_carry_the_right_device_ifindex_netns_and_fingerprint() {
+    if !require_root("events_carry_the_right_device_ifindex_netns_and_fingerprint") {
+        return;
+    }
+    let topo = TwoNs::new("212.0");
+    let evs = ping_events(&topo, 3);
+    assert!(!evs.is_empty(), "no events at all");
+    let (a, b) = (&topo.veth.a, &topo.veth.b);
+    let (ifa, ifb) = (topo.ns1.ifindex(a), topo.ns2.ifindex(b));
+    let (nsa, nsb) = (topo.ns1.inode(), topo.ns2.inode());
+
+    let requests: Vec<&Value> = evs.iter().filter(|e| icmp_type(e) == Some(8)).collect();
+    let tx_probe: HashSet<&str> = ["veth_xmit", "net:net_dev_start_xmit"].into();
+    let rx_probe: HashSet<&str> = ["netif_rx", "__netif_rx", "net:netif_rx"].into();
+
+    let tx: Vec<&&Value> = requests
+        .iter()
+        .filter(|e| tx_probe.contains(e["probe"].as_str().unwrap_or("")))
+        .collect();
+    assert!(
+        tx.len() >= 3,
+        "expected 3 echo requests leaving {a}, got {}: {evs:#?}",
+        tx.len()
+    );
+    for e in &tx {
+        assert_eq!(e["dev"], a.as_str(), "{e}");
+        assert_eq!(e["ifindex"], ifa, "{e}");
+        assert_eq!(e["netns"], nsa, "{e}");
+        assert_eq!(e["comm"], "ping", "{e}");
+        // 14 Ethernet + 20 IP + 8 ICMP + 56 payload.
+        assert_eq!(e["len"], 98, "{e}");
+    }
+    let rx: Vec<&&Value> = requests
+        .iter()
+        .filter(|e| rx_probe.contains(e["probe"].as_str().unwrap_or("")))
+        .collect();
+    assert!(
+        rx.len() >= 3,
+        "expected the requests to arrive on {b}: {evs:#?}"
+    );
+    for e in &rx {
+        assert_eq!(e["dev"], b.as_str(), "{e}");
+        assert_eq!(e["ifindex"], ifb, "{e}");
+        assert_eq!(e["netns"], nsb, "{e}");
+        // eth_type_trans pulled the Ethernet header.
+        assert_eq!(e["len"], 84, "{e}");
+    }
+    // The kernel's fingerprint equals the one computed here from the bytes,
+    // and stays the same across the veth hop.
+    for e in &requests {
+        let data = hex(e["data"].as_str().unwrap_or(""));
+        let (etype, l3) = if e["l2"] == true {
+            (u16::from_be_bytes([data[12], data[13]]), &data[14..])
+        } else {
+            (e["protocol"].as_u64().unwrap_or(0) as u16, &data[..])
+        };
+        let fp = probes::fingerprint::from_l3(etype, l3);
+        assert_eq!(e["fingerprint"], format!("0x{fp:016x}"), "{e}");
+    }
+    let tx_fps: HashSet<&str> = tx
+        .iter()
+        .filter_map(|e| e["fingerprint"].as_str())
+        .collect();
+    let rx_fps: HashSet<&str> = rx
+        .iter()
+        .filter_map(|e| e["fingerprint"].as_str())
+        .collect();
+    assert_eq!(tx_fps.len(), 3, "three distinct echo requests");
+    assert_eq!(tx_fps, rx_fps, "the same packets left {a} and reached {b}");
+    // Only matching packets start a track: nothing from other devices
+    // unless it continues a tracked packet (same fingerprint or skb).
+    for e in &evs {
+        if e["match"] == true {
+            assert_eq!(e["ifindex"], ifa, "first seen elsewhere than {a}: {e}");
+            assert_eq!(e["netns"], nsa, "{e}");
+        }
+    }
+}
+
+#[test]
+fn bridge_hop_is_seen_between_two_netns() {
+    if !require_root("bridge_hop_is_seen_between_two_netns") {
+        return;
+    }
+    // ns1 [v1a] -- [v1b] br (nsbr) [v2b] -- [v2a] ns2
+    let ns1 = NetNs::new("skb1");
+    let nsbr = NetNs::new("skbb");
+    let ns2 = NetNs::new("skb2");
+    let br = Bridge::new("sbr", Some(&nsbr));
+    let mut v1 = Veth::new("bv");
+    let mut v2 = Veth::new("bw");
+    v1.setup_a(Some(&ns1), Some("10.213.0.1/24"));
+    v1.setup_b(Some(&nsbr), None);
+    v2.setup_a(Some(&ns2), Some("10.213.0.2/24"));
+    v2.setup_b(Some(&nsbr), None);
+    br.attach(&v1.b);
+    br.attach(&v2.b);
+
+    let mut t = start(
+        &["events", "--json", "--dev", &v1.a, "--netns", &ns1.name],
+        READY,
+        ready_timeout(),
+    );
+    ns1.run("ping", &["-c", "2", "-i", "0.2", "-W", "2", "10.213.0.2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let f = t.stop(Signal::SIGTERM);
+    assert!(
+        f.status.success(),
+        "exit {} after SIGTERM:\n{}",
+        f.status,
+        f.stderr
+    );
+    let evs = json_lines(&f.stdout);
+    let requests: Vec<&Value> = evs.iter().filter(|e| icmp_type(e) == Some(8)).collect();
+    let bridge_probe = if has_kprobes() {
+        "br_handle_frame"
+    } else {
+        "net:netif_receive_skb"
+    };
+    let at_bridge: Vec<&&Value> = requests
+        .iter()
+        .filter(|e| e["probe"] == bridge_probe && e["dev"] == v1.b.as_str())
+        .collect();
+    assert!(
+        !at_bridge.is_empty(),
+        "no {bridge_probe} on bridge port {}: {evs:#?}",
+        v1.b
+    );
+    for e in &at_bridge {
+        assert_eq!(e["netns"], nsbr.inode(), "{e}");
+    }
+    // Followed past the bridge into ns2 although the filter named ns1's device.
+    let in_ns2 = requests
+        .iter()
+        .any(|e| e["dev"] == v2.a.as_str() && e["netns"] == ns2.inode());
+    assert!(in_ns2, "the request was not followed into ns2: {evs:#?}");
+}
+
+#[test]
+fn signals_detach_every_program() {
+    if !require_root("signals_detach_every_program") {
+        return;
+    }
+    // Tests that load programs run one at a time (.config/nextest.toml), so
+    // the programs that appear while this skbtrace runs are its own.
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let before: HashSet<u64> = skbtrace_prog_ids().into_iter().collect();
+        let mut t = start(&["events", "--dev", "lo"], READY, ready_timeout());
+        let ours: HashSet<u64> = skbtrace_prog_ids()
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .collect();
+        assert!(
+            ours.len() >= 6,
+            "bpftool shows {} skbtrace programs while it runs",
+            ours.len()
+        );
+        let f = t.stop(sig);
+        assert!(
+            f.status.success(),
+            "{sig:?}: exit {}\n{}",
+            f.status,
+            f.stderr
+        );
+        // Unloading is synchronous with closing the fds at exit; allow the
+        // kernel a moment to free them anyway.
+        let mut left = vec![];
+        for _ in 0..50 {
+            let now: HashSet<u64> = skbtrace_prog_ids().into_iter().collect();
+            left = ours.intersection(&now).copied().collect();
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            left.is_empty(),
+            "programs {left:?} still loaded after {sig:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_stable_exit_codes() {
+    if !require_root("bad_input_gives_clear_errors_and_stable_exit_codes") {
+        return;
+    }
+    // Usage error: 2.
+    let f = run(&["events"]);
+    assert_eq!(f.status.code(), Some(2), "{}", f.stderr);
+    assert!(f.stderr.contains("--dev"), "{}", f.stderr);
+    let f = run(&["events", "--dev", "lo", "--duration", "soon"]);
+    assert_eq!(f.status.code(), Some(2), "{}", f.stderr);
+
+    // Unknown device: 1, and the devices that exist.
+    let f = run(&["events", "--dev", "nosuchdev0"]);
+    assert_eq!(f.status.code(), Some(1), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("nosuchdev0") && f.stderr.contains("lo"),
+        "{}",
+        f.stderr
+    );
+
+    // Unknown netns: 1, and the namespaces that exist.
+    let ns = NetNs::new("skbe");
+    let f = run(&["events", "--dev", "lo", "--netns", "skbtrace-no-such-netns"]);
+    assert_eq!(f.status.code(), Some(1), "{}", f.stderr);
+    assert!(
+        f.stderr.contains(&ns.name),
+        "should list {}: {}",
+        ns.name,
+        f.stderr
+    );
+
+    // No BTF: 1, and what the kernel needs.
+    let bin = tests::skbtrace::bin("skbtrace");
+    let o = std::process::Command::new(&bin)
+        .args(["probes"])
+        .env("SKBTRACE_VMLINUX_BTF", "/nonexistent/vmlinux")
+        .output()
+        .expect("run skbtrace");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
+
+    // Not root: 1, naming the capability.
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(&bin)
+        .arg("probes")
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("CAP_BPF") && err.contains("root"), "{err}");
+}
