@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod skbtrace;
+pub mod tracer;
 
 /// Runs a command, panicking with its output when it fails.
 pub fn run(cmd: &str, args: &[&str]) -> Output {
@@ -44,7 +45,9 @@ pub fn require_root(test: &str) -> bool {
         return true;
     }
     if std::env::var_os("SKBTRACE_REQUIRE_ROOT").is_some() {
-        panic!("{test}: needs root (SKBTRACE_REQUIRE_ROOT is set, so this is a failure, not a skip)");
+        panic!(
+            "{test}: needs root (SKBTRACE_REQUIRE_ROOT is set, so this is a failure, not a skip)"
+        );
     }
     eprintln!("SKIP {test}: needs root to create network namespaces and load BPF programs");
     false
@@ -103,7 +106,9 @@ impl NetNs {
 impl Drop for NetNs {
     fn drop(&mut self) {
         // Deleting the namespace also deletes the devices inside it.
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -119,7 +124,10 @@ impl Veth {
     pub fn new(prefix: &str) -> Veth {
         let a = unique_name(&format!("{prefix}a"));
         let b = unique_name(&format!("{prefix}b"));
-        run("ip", &["link", "add", &a, "type", "veth", "peer", "name", &b]);
+        run(
+            "ip",
+            &["link", "add", &a, "type", "veth", "peer", "name", &b],
+        );
         Veth { a, b, a_ns: None }
     }
 
@@ -217,6 +225,12 @@ impl TwoNs {
         let ip2 = format!("10.{subnet}.2");
         veth.setup_a(Some(&ns1), Some(&format!("{ip1}/24")));
         veth.setup_b(Some(&ns2), Some(&format!("{ip2}/24")));
-        TwoNs { ns1, ns2, veth, ip1, ip2 }
+        TwoNs {
+            ns1,
+            ns2,
+            veth,
+            ip1,
+            ip2,
+        }
     }
 }
