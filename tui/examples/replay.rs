@@ -7,10 +7,10 @@
 //! `--demo N` writes N made-up packets as JSON Lines instead (for trying the
 //! TUI out and for the README capture).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 
 use anyhow::{Context, bail};
-use timeline::model::{Hop, Record, Summary, Timeline};
+use timeline::model::{Hop, Record, Timeline};
 
 fn main() -> anyhow::Result<()> {
     // Also takes `replay FILE --tui`, the real binary's words, so the tmux
@@ -33,23 +33,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         [file] => {
-            let f = std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?;
-            let (mut tls, mut summary) = (Vec::new(), None::<Summary>);
-            for (n, line) in BufReader::new(f).lines().enumerate() {
-                let line = line.with_context(|| format!("cannot read {file}"))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str(&line)
-                    .with_context(|| format!("{file}:{}: not a trace record", n + 1))?
-                {
-                    Record::Timeline(t) => tls.push(t),
-                    Record::Summary(s) => summary = Some(s),
-                }
-            }
+            let replay = timeline::replay::read_path(file)?;
             tui::run_replay(
-                tls,
-                summary,
+                replay.timelines,
+                Some(replay.summary),
                 tui::Options {
                     source: Some(format!("replay: {file}")),
                     ..tui::Options::default()

@@ -2,44 +2,46 @@
 //! export directory. Called from the event loop, never while drawing.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use timeline::model::Record;
+use timeline::sink::{JsonSink, PcapSink, Sink};
 
 use crate::app::{App, ExportFormat};
 
-/// Whether `c` (pcapng) export is built in. The timeline crate has no
-/// public pcapng writer yet; until it does, only JSON Lines is offered.
-pub fn pcapng_available() -> bool {
-    false
+/// Writes the packets `e` would export through the same sinks `skbtrace
+/// follow` uses, so `skbtrace replay` reads a JSON Lines export back and
+/// Wireshark opens a pcapng one. Returns the file and how many packets went
+/// in. The name is `skbtrace-export-<unix seconds>[-N].jsonl|pcapng`, never
+/// overwriting an existing file.
+pub fn export(app: &App, fmt: ExportFormat, dir: &Path) -> anyhow::Result<(PathBuf, usize)> {
+    let ext = match fmt {
+        ExportFormat::JsonLines => "jsonl",
+        ExportFormat::Pcapng => "pcapng",
+    };
+    let (file, path) = create_unique(dir, ext)?;
+    let w = BufWriter::new(file);
+    let n = match fmt {
+        ExportFormat::JsonLines => write_all(app, JsonSink::new(w)),
+        // 0: keep every captured byte; the trace already chose its snaplen.
+        ExportFormat::Pcapng => PcapSink::new(w, 0).and_then(|s| write_all(app, s)),
+    }
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((path, n))
 }
 
-/// Writes the packets `e` would export; returns the file and how many
-/// packets went in. The name is `skbtrace-export-<unix seconds>[-N].jsonl`,
-/// never overwriting an existing file.
-pub fn export(app: &App, fmt: ExportFormat, dir: &Path) -> anyhow::Result<(PathBuf, usize)> {
-    if fmt == ExportFormat::Pcapng && !pcapng_available() {
-        bail!("pcapng export is not available in this build yet; press e then j for JSON Lines");
-    }
-    let (mut file, path) = create_unique(dir, "jsonl")?;
-    let mut w = BufWriter::new(&mut file);
+/// Writes the export set to `sink`. No summary line: it would describe the
+/// whole trace, not the exported packets.
+fn write_all(app: &App, mut sink: impl Sink) -> io::Result<usize> {
     let mut n = 0;
     for t in app.export_set() {
-        // Exactly the schema the JSON Lines sink writes, so `skbtrace replay`
-        // reads the export back.
-        let line = serde_json::to_string(&Record::Timeline(t.clone()))
-            .context("cannot encode a timeline")?;
-        w.write_all(line.as_bytes())
-            .and_then(|_| w.write_all(b"\n"))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        sink.timeline(t)?;
         n += 1;
     }
-    w.flush()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok((path, n))
+    // Both sinks flush after every packet, so nothing is left buffered.
+    Ok(n)
 }
 
 fn create_unique(dir: &Path, ext: &str) -> anyhow::Result<(File, PathBuf)> {

@@ -24,7 +24,7 @@ use crossterm::event::{self, Event, KeyEventKind};
 use timeline::model::{Summary, Timeline};
 
 pub use app::{Action, App, ExportFormat, SortBy};
-pub use export::{export, pcapng_available};
+pub use export::export;
 pub use render::KEYS;
 
 /// What a live source sends the TUI.

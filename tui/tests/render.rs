@@ -646,10 +646,37 @@ fn export_writes_marked_or_listed_packets_as_json_lines() {
     assert_eq!(n, 2);
     assert_eq!(read(&path2), vec![tls[0].clone(), tls[2].clone()]);
 
-    if !tui::pcapng_available() {
-        let e = tui::export(&app, ExportFormat::Pcapng, &dir).expect_err("no pcapng yet");
-        assert!(e.to_string().contains("JSON Lines"), "{e}");
+    // pcapng: one interface per probe, one packet block per hop of each
+    // exported packet (2 packets x 4 hops), in a file of its own.
+    let (path3, n) = tui::export(&app, ExportFormat::Pcapng, &dir).expect("pcapng export");
+    assert_eq!(n, 2);
+    assert_eq!(path3.extension().and_then(|e| e.to_str()), Some("pcapng"));
+    let mut r = pcap_file::pcapng::PcapNgReader::new(std::fs::File::open(&path3).expect("open"))
+        .expect("a pcapng file");
+    let (mut ifaces, mut packets) = (Vec::new(), 0);
+    while let Some(block) = r.next_block() {
+        match block.expect("a block") {
+            pcap_file::pcapng::Block::InterfaceDescription(idb) => {
+                for o in idb.options {
+                    if let pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfName(n) = o {
+                        ifaces.push(n.to_string());
+                    }
+                }
+            }
+            pcap_file::pcapng::Block::EnhancedPacket(_) => packets += 1,
+            _ => {}
+        }
     }
+    assert_eq!(packets, 8);
+    assert_eq!(
+        ifaces,
+        [
+            "veth_xmit",
+            "net:netif_rx",
+            "net:netif_receive_skb",
+            "tcp_v4_rcv"
+        ]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
