@@ -6,7 +6,17 @@
 pub mod btf;
 pub mod caps;
 pub mod catalog;
+pub mod follow;
 pub mod kallsyms;
 pub mod netdev;
 pub mod session;
 pub mod source;
+
+/// A single-threaded tokio runtime: one ring buffer, one consumer.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")
+}

@@ -8,16 +8,26 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use probes::{Event, flags};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use timeline::decode::{cstr, decode};
+
+use tracer::follow::{FollowOptions, follow};
 use tracer::netdev;
 use tracer::session::{AttachReport, Session, SessionOptions};
 use tracer::source::{Stop, drain};
 
 const EXAMPLES: &str = "\
 Examples:
-  skbtrace probes                         which probe points attach on this kernel, and how
-  skbtrace events --dev veth1             raw hop events of packets first seen on veth1
-  skbtrace events --dev eth0 --netns ns1 --count 20
+  skbtrace follow --dev veth1                     per-packet latency timelines of packets seen on veth1
+  skbtrace follow --dev veth0 --netns ns1 --count 10 --json out.jsonl --pcap out.pcapng
+  skbtrace follow --dev veth1 --tui               the live latency waterfall
+  skbtrace replay out.jsonl [--tui]               look at a saved trace again (no root needed)
+  skbtrace probes                                 which probe points attach on this kernel, and how
+  skbtrace events --dev veth1                     raw hop events, one line each
+
+Exit codes: 0 done (also after Ctrl-C), 1 runtime error, 2 usage error.
 ";
 
 #[derive(Parser)]
@@ -34,6 +44,55 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Follow every packet first seen on DEV (both directions) through the
+    /// kernel, wherever it goes next, and show each one's hops and latency.
+    #[command(after_help = "Examples:
+  skbtrace follow --dev veth1
+  skbtrace follow --dev veth0 --netns ns1 --count 5
+  skbtrace follow --dev veth0 --netns ns1 --duration 30s --json trace.jsonl --pcap trace.pcapng
+  skbtrace follow --dev veth1 --json - | jq .total_ns
+  skbtrace follow --dev veth1 --tui")]
+    Follow {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Stop after N complete packets.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long (500ms, 8s, 2m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// End a packet's timeline as incomplete after this long without a new hop.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+        timeout: Duration,
+        /// Write JSON Lines timelines to FILE (`-` for stdout, replacing the text output).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write a pcapng with one interface per probe point and one packet per hop.
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
+        /// Bytes of each packet kept in the pcapng (at most 128 are captured).
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(14..=128))]
+        snaplen: u32,
+        /// The live latency waterfall instead of text.
+        #[arg(long)]
+        tui: bool,
+        /// Packets kept in the TUI list (older ones still count in the statistics).
+        #[arg(long, default_value_t = 10_000)]
+        tui_max_packets: usize,
+        #[command(flatten)]
+        ring: RingArgs,
+    },
+    /// Re-render a saved JSON Lines trace as the text waterfall and summary
+    /// (or in the TUI); no root or kernel needed.
+    #[command(
+        after_help = "Examples:\n  skbtrace replay trace.jsonl\n  skbtrace replay trace.jsonl --tui"
+    )]
+    Replay {
+        /// A file written by `skbtrace follow --json FILE`.
+        file: PathBuf,
+        #[arg(long)]
+        tui: bool,
+    },
     /// Attach every probe point and print, for this kernel, the method used
     /// for each and why better methods were not available; then detach.
     #[command(after_help = "Example:\n  skbtrace probes --json | jq '.points[] | {point, method}'")]
@@ -112,6 +171,47 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
+        Cmd::Follow {
+            filter,
+            count,
+            duration,
+            timeout,
+            json,
+            pcap,
+            snaplen,
+            tui,
+            tui_max_packets,
+            ring,
+        } => {
+            // Validate input before attaching anything.
+            let target = netdev::resolve(&filter.dev, filter.netns.as_deref())?;
+            let base = FollowOptions {
+                target,
+                count,
+                duration,
+                timeout,
+                ring_bytes: ring.ring_mib << 20,
+                text: true,
+                json,
+                pcap,
+                snaplen,
+                tui: None,
+                stop: Arc::new(AtomicBool::new(false)),
+            };
+            if tui {
+                follow_tui(base, tui_max_packets)
+            } else {
+                let r = follow(base)?;
+                if r.bad_records > 0 {
+                    eprintln!(
+                        "skbtrace: {} malformed event records were dropped",
+                        r.bad_records
+                    );
+                }
+                Ok(())
+            }
+        }
+        Cmd::Replay { file, tui } => cmd_replay(&file, tui),
         Cmd::Probes { json } => cmd_probes(json),
         Cmd::Events {
             filter,
@@ -216,13 +316,6 @@ fn print_probe_table(out: &mut impl Write, r: &AttachReport) -> std::io::Result<
     Ok(())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the event loop")
-}
-
 fn cmd_events(
     filter: FilterArgs,
     count: Option<u64>,
@@ -267,7 +360,7 @@ fn cmd_events(
     let mut first_ts = None;
     let mut n = 0u64;
     let mut bad = 0u64;
-    let stop = runtime()?.block_on(drain(
+    let stop = tracer::runtime()?.block_on(drain(
         ring,
         duration,
         Duration::from_millis(200),
@@ -413,5 +506,57 @@ fn print_stats(session: &Session, shown: u64, stop: Stop) -> anyhow::Result<()> 
             s.lost
         );
     }
+    Ok(())
+}
+
+fn follow_tui(mut opts: FollowOptions, max_packets: usize) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    opts.tui = Some(tx);
+    let stop = opts.stop.clone();
+    let source = format!("live: {}", opts.target.dev);
+    // The tracer runs on its own thread; the terminal belongs to the TUI.
+    let tracer = std::thread::spawn(move || follow(opts));
+    let ui = tui::run(
+        rx,
+        tui::Options {
+            max_packets,
+            source: Some(source),
+            ..tui::Options::default()
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    let traced = tracer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the tracing thread panicked"))?;
+    ui?;
+    traced.map(|_| ())
+}
+
+fn cmd_replay(file: &Path, tui: bool) -> anyhow::Result<()> {
+    let replay = timeline::replay::read_path(file)
+        .with_context(|| format!("reading the trace {}", file.display()))?;
+    if tui {
+        return tui::run_replay(
+            replay.timelines,
+            Some(replay.summary),
+            tui::Options {
+                source: Some(format!("replay: {}", file.display())),
+                ..tui::Options::default()
+            },
+        );
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let names = tracer::follow::netns_names();
+    for t in &replay.timelines {
+        out.write_all(timeline::sink::text::render_timeline(t, &names).as_bytes())?;
+    }
+    out.write_all(timeline::sink::text::render_summary(&replay.summary).as_bytes())?;
+    if replay.summary_recomputed {
+        writeln!(
+            out,
+            "(the trace has no summary line, it was interrupted: summary recomputed from its packets)"
+        )?;
+    }
+    out.flush()?;
     Ok(())
 }

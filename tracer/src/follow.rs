@@ -1,0 +1,272 @@
+//! `skbtrace follow`: the whole pipeline. Kernel probes -> ring buffer ->
+//! decode -> correlate -> sinks (text, JSON Lines, pcapng, TUI).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use timeline::sink::{JsonSink, PcapSink, Sink, Tee, TextSink};
+use timeline::{Correlator, CorrelatorConfig, Summary, Timeline};
+
+use crate::netdev::Target;
+use crate::session::{Session, SessionOptions, mono_to_realtime_ns};
+use crate::source::{Stop, drain};
+
+pub struct FollowOptions {
+    pub target: Target,
+    /// Stop after this many complete packets.
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    /// An unfinished packet with no new hop for this long ends as incomplete.
+    pub timeout: Duration,
+    pub ring_bytes: u32,
+    /// Print the text waterfall to stdout.
+    pub text: bool,
+    /// `-` for stdout.
+    pub json: Option<PathBuf>,
+    pub pcap: Option<PathBuf>,
+    pub snaplen: u32,
+    /// Live TUI: timelines and status go here instead of stdout.
+    pub tui: Option<Sender<tui::Input>>,
+    /// Set by the TUI when the user quits.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Output files opened before anything is attached, so a bad path is an
+/// error up front; removed again if starting fails (no half-written files).
+pub struct Outputs {
+    pub sinks: Tee,
+    created: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl Outputs {
+    pub fn open(opts: &FollowOptions) -> anyhow::Result<Outputs> {
+        let mut o = Outputs {
+            sinks: Tee::new(),
+            created: vec![],
+            armed: true,
+        };
+        let netns = crate::netdev::netns_name_map();
+        if opts.text && opts.tui.is_none() && opts.json.as_deref() != Some(Path::new("-")) {
+            o.sinks
+                .push(TextSink::new(BufWriter::new(std::io::stdout())).with_netns_names(netns));
+        }
+        if let Some(p) = &opts.json {
+            if p == Path::new("-") {
+                o.sinks
+                    .push(JsonSink::new(BufWriter::new(std::io::stdout())));
+            } else {
+                let f = o.create(p)?;
+                o.sinks.push(JsonSink::new(BufWriter::new(f)));
+            }
+        }
+        if let Some(p) = &opts.pcap {
+            let f = o.create(p)?;
+            let sink = PcapSink::new(BufWriter::new(f), opts.snaplen)
+                .with_context(|| format!("writing the pcapng header to {}", p.display()))?;
+            o.sinks.push(sink);
+        }
+        if let Some(tx) = &opts.tui {
+            o.sinks.push(TuiSink(tx.clone()));
+        }
+        Ok(o)
+    }
+
+    fn create(&mut self, p: &Path) -> anyhow::Result<File> {
+        let f = File::create(p)
+            .with_context(|| format!("cannot write {}: choose a writable path", p.display()))?;
+        self.created.push(p.to_path_buf());
+        Ok(f)
+    }
+
+    /// Tracing started: the files are ours to keep from now on.
+    pub fn keep(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        if self.armed {
+            for p in &self.created {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+struct TuiSink(Sender<tui::Input>);
+
+impl Sink for TuiSink {
+    fn timeline(&mut self, t: &Timeline) -> std::io::Result<()> {
+        // The TUI may have quit already; the trace still ends cleanly.
+        let _ = self.0.send(tui::Input::Timeline(t.clone()));
+        Ok(())
+    }
+    fn finish(&mut self, _s: &Summary) -> std::io::Result<()> {
+        let _ = self.0.send(tui::Input::End);
+        Ok(())
+    }
+}
+
+fn now_mono_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+pub struct FollowResult {
+    pub stop: Stop,
+    pub summary: Summary,
+    pub bad_records: u64,
+}
+
+/// Validates outputs, attaches, follows until stopped, flushes, detaches.
+pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
+    let mut outputs = Outputs::open(&opts)?;
+    let mut session = Session::start(&SessionOptions {
+        target: Some(opts.target.clone()),
+        ring_bytes: opts.ring_bytes,
+    })?;
+    outputs.keep();
+    let ring = session.take_ring()?;
+
+    let cfg = CorrelatorConfig {
+        timeout_ns: opts.timeout.as_nanos() as u64,
+        mono_to_realtime_ns: mono_to_realtime_ns() as i64,
+        drop_reasons: session.drop_reasons.clone(),
+        ..CorrelatorConfig::default()
+    };
+    let corr = RefCell::new(Correlator::new(cfg));
+    let sinks = RefCell::new(std::mem::take(&mut outputs.sinks));
+
+    let probes_attached: Vec<(String, String)> = session
+        .methods()
+        .into_iter()
+        .map(|(p, m)| (p, m.to_string()))
+        .collect();
+    if opts.tui.is_none() {
+        eprintln!(
+            "skbtrace: following packets first seen on {} (ifindex {}, netns {}); {} probe points attached. Ctrl-C to stop.",
+            opts.target.dev,
+            opts.target.ifindex,
+            opts.target.netns_label,
+            session.report.attached()
+        );
+    }
+
+    let complete = RefCell::new(0u64);
+    let mut bad = 0u64;
+    let sink_error: RefCell<Option<std::io::Error>> = RefCell::new(None);
+    let emit = |ts: Vec<Timeline>| -> ControlFlow<()> {
+        let mut sinks = sinks.borrow_mut();
+        for t in &ts {
+            if t.complete {
+                *complete.borrow_mut() += 1;
+            }
+            if let Err(e) = sinks.timeline(t) {
+                *sink_error.borrow_mut() = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        if opts.count.is_some_and(|c| *complete.borrow() >= c) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    let mut last_status = Instant::now();
+    let mut last_events = 0u64;
+    let stop = crate::runtime()?.block_on(drain(
+        ring,
+        opts.duration,
+        Duration::from_millis(100),
+        |bytes| {
+            match timeline::decode::decode(bytes) {
+                Ok(ev) => corr.borrow_mut().push(&ev),
+                Err(e) => {
+                    bad += 1;
+                    if bad == 1 {
+                        log::warn!("dropping a malformed event record: {e}");
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        },
+        || {
+            if opts.stop.load(Ordering::Relaxed) {
+                return ControlFlow::Break(());
+            }
+            let mut lost_per_probe = vec![];
+            if let Ok(stats) = session.stats() {
+                let mut c = corr.borrow_mut();
+                for (id, s) in stats {
+                    c.note_lost(id, s.lost);
+                    if s.lost > 0 {
+                        lost_per_probe
+                            .push((probes::id::name(id).unwrap_or("?").to_string(), s.lost));
+                    }
+                }
+            }
+            let done = corr.borrow_mut().poll(now_mono_ns());
+            if let Some(tx) = &opts.tui
+                && last_status.elapsed() >= Duration::from_secs(1)
+            {
+                let (events, _, _) = corr.borrow().event_counts();
+                let rate = (events - last_events) as f64 / last_status.elapsed().as_secs_f64();
+                last_events = events;
+                last_status = Instant::now();
+                let _ = tx.send(tui::Input::Status(tui::Status {
+                    events_per_sec: rate,
+                    lost_per_probe,
+                    probes: probes_attached.clone(),
+                    source: format!("live: {}", opts.target.dev),
+                }));
+            }
+            emit(done)
+        },
+    ))?;
+
+    // Whatever is still open ends here, as incomplete.
+    let rest = corr.borrow_mut().finish();
+    let _ = emit(rest);
+    if let Ok(stats) = session.stats() {
+        let mut c = corr.borrow_mut();
+        for (id, s) in stats {
+            c.note_lost(id, s.lost);
+        }
+    }
+    let summary = corr.borrow().summary();
+    sinks
+        .borrow_mut()
+        .finish(&summary)
+        .context("writing the summary")?;
+    if let Some(e) = sink_error.into_inner() {
+        return Err(anyhow::Error::new(e).context("writing timelines"));
+    }
+    // Detach before returning: the caller may keep running (TUI).
+    drop(session);
+    Ok(FollowResult {
+        stop,
+        summary,
+        bad_records: bad,
+    })
+}
+
+/// Netns inode -> name, for text output of replays too.
+pub fn netns_names() -> HashMap<u32, String> {
+    crate::netdev::netns_name_map()
+}
+
+pub fn flush_stdout() {
+    let _ = std::io::stdout().flush();
+}
