@@ -15,12 +15,12 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (host crates; the eBPF crate is checked by its own build)"
-cargo clippy --workspace --all-targets --release -- -D warnings
+cargo clippy --all-targets --release -- -D warnings
 
 step "build (release: the eBPF programs, skbtrace, skbtrace-fwd)"
-cargo build --workspace --bins --release
+cargo build --bins --release
 
 step "tests"
 # Root integration tests must not skip on a CI machine: they fail instead.
 export SKBTRACE_REQUIRE_ROOT=1
-cargo nextest run --workspace --release --no-fail-fast
+cargo nextest run --release --no-fail-fast

@@ -14,7 +14,7 @@ pub fn bin(name: &str) -> PathBuf {
     let p = dir.join(name);
     assert!(
         p.exists(),
-        "{} not found: build the binaries first (cargo build --workspace --bins, same profile as the tests)",
+        "{} not found: build the binaries first (cargo build --bins, same profile as the tests)",
         p.display()
     );
     p
