@@ -1,0 +1,542 @@
+//! Root integration tests for `skbtrace-fwd`, the AF_PACKET forwarder.
+//!
+//! Topology built (and removed on drop, also on panic) by every test:
+//!
+//!   ns1 [a1 10.7x.y.1] <-veth-> [b1] fwd-ns [b2] <-veth-> [a2 10.7x.y.2] ns2
+//!
+//! with `skbtrace-fwd --if b1 --if b2 ...` running in fwd-ns. Subnets come
+//! from 10.77.x.0/24 .. 10.79.x.0/24, distinct per test.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tests::skbtrace::bin;
+use tests::{NetNs, Veth, require_root};
+
+/// Two hosts joined through a forwarder namespace. Field order is drop
+/// order: the forwarder goes first, then links, then namespaces.
+struct Topo {
+    fwd: Option<Fwd>,
+    v1: Veth,
+    v2: Veth,
+    extra: Vec<Veth>,
+    ns1: NetNs,
+    ns2: NetNs,
+    nsf: NetNs,
+    ip1: String,
+    ip2: String,
+    subnet: String,
+}
+
+impl Topo {
+    /// `subnet` is like "77.3": hosts get 10.77.3.1 and 10.77.3.2.
+    fn new(subnet: &str) -> Topo {
+        let ns1 = NetNs::new("sfh1");
+        let ns2 = NetNs::new("sfh2");
+        let nsf = NetNs::new("sff");
+        let ip1 = format!("10.{subnet}.1");
+        let ip2 = format!("10.{subnet}.2");
+        let mut v1 = Veth::new("fw");
+        v1.setup_a(Some(&ns1), Some(&format!("{ip1}/24")));
+        v1.setup_b(Some(&nsf), None);
+        let mut v2 = Veth::new("fw");
+        v2.setup_a(Some(&ns2), Some(&format!("{ip2}/24")));
+        v2.setup_b(Some(&nsf), None);
+        Topo {
+            fwd: None,
+            v1,
+            v2,
+            extra: Vec::new(),
+            ns1,
+            ns2,
+            nsf,
+            ip1,
+            ip2,
+            subnet: subnet.to_string(),
+        }
+    }
+
+    /// Starts the forwarder on b1 and b2 with extra arguments.
+    fn start(&mut self, extra: &[&str]) {
+        let mut args = vec!["--if", &self.v1.b, "--if", &self.v2.b];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        self.fwd = Some(Fwd::start(&self.nsf.name, &args));
+    }
+
+    fn fwd(&mut self) -> &mut Fwd {
+        self.fwd.as_mut().expect("forwarder started")
+    }
+
+    /// Stops the forwarder with SIGINT and returns its per-interface stats.
+    fn stop(&mut self) -> Stats {
+        let f = self.fwd.take().expect("forwarder started");
+        let (status, out, err) = f.stop(Signal::SIGINT);
+        assert!(
+            status.success(),
+            "skbtrace-fwd exited with {status}\nstdout:\n{out}\nstderr:\n{err}"
+        );
+        Stats::parse(&out)
+    }
+
+    /// Sets the MTU on all four link ends.
+    fn set_mtu(&self, mtu: u32) {
+        let m = mtu.to_string();
+        self.ns1.run("ip", &["link", "set", &self.v1.a, "mtu", &m]);
+        self.ns2.run("ip", &["link", "set", &self.v2.a, "mtu", &m]);
+        self.nsf.run("ip", &["link", "set", &self.v1.b, "mtu", &m]);
+        self.nsf.run("ip", &["link", "set", &self.v2.b, "mtu", &m]);
+    }
+}
+
+/// A running `skbtrace-fwd`, killed by PID on drop if still running.
+struct Fwd {
+    child: Child,
+    stderr_rx: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
+    stdout: Option<JoinHandle<String>>,
+}
+
+impl Fwd {
+    fn start(ns: &str, args: &[String]) -> Fwd {
+        let exe = bin("skbtrace-fwd");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(&exe).args(args);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()));
+        let mut out = child.stdout.take().expect("piped stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let err = child.stderr.take().expect("piped stderr");
+        let (tx, stderr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut f = Fwd {
+            child,
+            stderr_rx,
+            stderr_seen: Vec::new(),
+            stdout: Some(stdout),
+        };
+        f.wait_stderr("ready:", Duration::from_secs(10));
+        f
+    }
+
+    /// Waits for a stderr line containing `needle`; panics with everything
+    /// seen so far when it does not come.
+    fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        if let Some(l) = self.stderr_seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_rx.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.stderr_seen.push(line.clone());
+                    if hit {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "skbtrace-fwd: no stderr line with {needle:?} within {timeout:?} (exit status {status:?}); stderr so far:\n{}",
+                        self.stderr_seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits for the process to exit on its own.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Sends `sig`, waits (at most 10 s) and returns (status, stdout, stderr).
+    fn stop(mut self, sig: Signal) -> (ExitStatus, String, String) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(self.pid(), sig);
+        }
+        let status = self
+            .wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("skbtrace-fwd did not exit within 10 s of {sig}"));
+        self.finish(status)
+    }
+
+    fn finish(&mut self, status: ExitStatus) -> (ExitStatus, String, String) {
+        let out = self
+            .stdout
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        while let Ok(l) = self.stderr_rx.recv_timeout(Duration::from_millis(200)) {
+            self.stderr_seen.push(l);
+        }
+        (status, out, self.stderr_seen.join("\n"))
+    }
+}
+
+impl Drop for Fwd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The `stats if=... queue=...` lines of one stats dump (the last one).
+#[derive(Debug)]
+struct Stats {
+    /// (interface, queue) -> counters; queue "all" is the per-interface total.
+    rows: HashMap<(String, String), HashMap<String, u64>>,
+    text: String,
+}
+
+impl Stats {
+    fn parse(out: &str) -> Stats {
+        // Keep only the last dump (after the last header line).
+        let start = out
+            .rfind("stats reason=")
+            .unwrap_or_else(|| panic!("no stats in output:\n{out}"));
+        let text = out[start..].to_string();
+        let mut rows = HashMap::new();
+        for line in text.lines().skip(1) {
+            let mut iface = String::new();
+            let mut queue = String::new();
+            let mut vals = HashMap::new();
+            for kv in line.split_whitespace().skip(1) {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                match k {
+                    "if" => iface = v.to_string(),
+                    "queue" => queue = v.to_string(),
+                    _ => {
+                        if let Ok(n) = v.parse() {
+                            vals.insert(k.to_string(), n);
+                        }
+                    }
+                }
+            }
+            rows.insert((iface, queue), vals);
+        }
+        Stats { rows, text }
+    }
+
+    fn get(&self, iface: &str, queue: &str, key: &str) -> u64 {
+        *self
+            .rows
+            .get(&(iface.to_string(), queue.to_string()))
+            .and_then(|r| r.get(key))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {key} for {iface} queue {queue} in stats:\n{}",
+                    self.text
+                )
+            })
+    }
+}
+
+fn ping(ns: &NetNs, dst: &str, count: u32, size: u32) -> (u32, u32, String) {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+        ])
+        .args(["-s", &size.to_string(), dst])
+        .output()
+        .expect("run ping");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    // "N packets transmitted, M received"
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("unexpected ping output:\n{text}"));
+    let nums: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (nums[0], nums[1], text)
+}
+
+fn assert_ping_ok(ns: &NetNs, dst: &str, count: u32, size: u32) {
+    let (sent, got, text) = ping(ns, dst, count, size);
+    assert_eq!(
+        (sent, got),
+        (count, count),
+        "ping -s {size} {dst} from {} lost packets:\n{text}",
+        ns.name
+    );
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        f()
+    })
+}
+
+/// A deterministic byte stream and a cheap running hash of it, so the
+/// receiver can prove it got exactly what was sent.
+struct Pattern(u64);
+
+impl Pattern {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            let b = self.0.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Digest {
+    bytes: u64,
+    hash: u64,
+}
+
+/// Hashes a stream in 8-byte words regardless of how reads split it.
+struct Hasher {
+    h: u64,
+    pending: Vec<u8>,
+    bytes: u64,
+}
+
+impl Hasher {
+    fn new() -> Hasher {
+        Hasher {
+            h: 0xcbf2_9ce4_8422_2325,
+            pending: Vec::with_capacity(8),
+            bytes: 0,
+        }
+    }
+
+    fn update(&mut self, mut data: &[u8]) {
+        self.bytes += data.len() as u64;
+        while !data.is_empty() {
+            if self.pending.is_empty() && data.len() >= 8 {
+                let (w, rest) = data.split_at(8);
+                self.word(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+                data = rest;
+            } else {
+                self.pending.push(data[0]);
+                data = &data[1..];
+                if self.pending.len() == 8 {
+                    let w = u64::from_le_bytes(self.pending[..].try_into().unwrap_or([0; 8]));
+                    self.pending.clear();
+                    self.word(w);
+                }
+            }
+        }
+    }
+
+    fn word(&mut self, w: u64) {
+        self.h = (self.h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(23);
+    }
+
+    fn finish(mut self) -> Digest {
+        for b in std::mem::take(&mut self.pending) {
+            self.word(b as u64);
+        }
+        Digest {
+            bytes: self.bytes,
+            hash: self.h,
+        }
+    }
+}
+
+/// Sends `bytes` of patterned data over `conns` parallel TCP connections
+/// from ns1 to ns2 and checks every connection delivered exactly what was
+/// sent.
+fn tcp_transfer(t: &Topo, port: u16, conns: usize, bytes: u64) {
+    let addr: SocketAddr = format!("{}:{port}", t.ip2).parse().expect("socket address");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = in_netns(&t.ns2.name, move || {
+        let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        l.set_nonblocking(true).expect("nonblocking listener");
+        let _ = ready_tx.send(());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut readers = Vec::new();
+        while readers.len() < conns {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    readers.push(std::thread::spawn(move || {
+                        s.set_nonblocking(false).expect("blocking stream");
+                        s.set_read_timeout(Some(Duration::from_secs(30)))
+                            .expect("read timeout");
+                        let mut h = Hasher::new();
+                        let mut buf = vec![0u8; 256 * 1024];
+                        loop {
+                            match s.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => h.update(&buf[..n]),
+                                Err(e) => panic!("receiving: {e} after {} bytes", h.bytes),
+                            }
+                        }
+                        h.finish()
+                    }));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "only {} of {conns} connections arrived",
+                        readers.len()
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        let mut d: Vec<Digest> = readers
+            .into_iter()
+            .map(|r| r.join().expect("reader thread"))
+            .collect();
+        d.sort_by_key(|x| x.hash);
+        d
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server ready");
+    let per_conn = bytes / conns as u64;
+    let client = in_netns(&t.ns1.name, move || {
+        let senders: Vec<_> = (0..conns)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+                    s.set_write_timeout(Some(Duration::from_secs(30)))
+                        .expect("write timeout");
+                    let mut p = Pattern(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
+                    let mut h = Hasher::new();
+                    let mut buf = vec![0u8; 128 * 1024];
+                    let mut left = per_conn;
+                    while left > 0 {
+                        let n = left.min(buf.len() as u64) as usize;
+                        p.fill(&mut buf[..n]);
+                        s.write_all(&buf[..n])
+                            .unwrap_or_else(|e| panic!("sending: {e} with {left} bytes left"));
+                        h.update(&buf[..n]);
+                        left -= n as u64;
+                    }
+                    s.shutdown(Shutdown::Write).expect("shutdown");
+                    // Wait for the peer to close, so all data is acknowledged.
+                    let mut sink = [0u8; 16];
+                    let _ = s.read(&mut sink);
+                    h.finish()
+                })
+            })
+            .collect();
+        let mut d: Vec<Digest> = senders
+            .into_iter()
+            .map(|s| s.join().expect("sender thread"))
+            .collect();
+        d.sort_by_key(|x| x.hash);
+        d
+    });
+    let sent = client.join().expect("client");
+    let got = server.join().expect("server");
+    assert_eq!(
+        got, sent,
+        "TCP data through the forwarder differs from what was sent"
+    );
+    assert_eq!(
+        got.iter().map(|d| d.bytes).sum::<u64>(),
+        per_conn * conns as u64
+    );
+}
+
+fn assert_consistent(s: &Stats, t: &Topo) {
+    // Every frame read on one side was either sent out the other side or
+    // counted as a drop there.
+    let (b1, b2) = (&t.v1.b, &t.v2.b);
+    for (from, to) in [(b1, b2), (b2, b1)] {
+        let rx = s.get(from, "all", "rx_packets");
+        let tx = s.get(to, "all", "tx_packets");
+        let dropped = s.get(from, "all", "drop_truncated")
+            + s.get(from, "all", "drop_oversized")
+            + s.get(from, "all", "drop_malformed")
+            + s.get(to, "all", "drop_ring_full");
+        assert_eq!(
+            rx,
+            tx + dropped,
+            "{from} rx != {to} tx + drops:\n{}",
+            s.text
+        );
+    }
+}
+
+#[test]
+fn fwd_ping_and_tcp_between_two_netns() {
+    if !require_root("fwd_ping_and_tcp_between_two_netns") {
+        return;
+    }
+    let mut t = Topo::new("77.1");
+    t.start(&[]);
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 20, 56);
+    assert_ping_ok(&t.ns2, &t.ip1.clone(), 20, 1400);
+    tcp_transfer(&t, 5201, 1, 32 << 20);
+    let s = t.stop();
+    assert_consistent(&s, &t);
+    let (b1, b2) = (t.v1.b.clone(), t.v2.b.clone());
+    // 32 MiB crossed b1 -> b2.
+    assert!(s.get(&b1, "all", "rx_bytes") > 32 << 20, "{}", s.text);
+    assert!(s.get(&b2, "all", "tx_bytes") > 32 << 20, "{}", s.text);
+    assert!(
+        s.get(&b2, "all", "rx_packets") >= 40,
+        "replies and ACKs came back:\n{}",
+        s.text
+    );
+    assert_eq!(s.get(&b1, "all", "drop_malformed"), 0, "{}", s.text);
+}
