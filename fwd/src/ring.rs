@@ -126,7 +126,7 @@ pub struct Fanout {
     pub id: Option<u16>,
 }
 
-const FANOUT_MODE: u32 = libc::PACKET_FANOUT_HASH as u32;
+const FANOUT_MODE: u32 = libc::PACKET_FANOUT_HASH;
 
 fn join_fanout(fd: &OwnedFd, group: &mut Fanout, what: &str) -> SysResult<()> {
     match group.id {
@@ -137,7 +137,7 @@ fn join_fanout(fd: &OwnedFd, group: &mut Fanout, what: &str) -> SysResult<()> {
         None => {
             // Let the kernel pick an id no other process in this netns uses,
             // then read it back for the other queues.
-            let flags = libc::PACKET_FANOUT_FLAG_UNIQUEID as u32;
+            let flags = libc::PACKET_FANOUT_FLAG_UNIQUEID;
             let arg: u32 = (FANOUT_MODE | flags) << 16;
             sys::set_packet_opt(fd, libc::PACKET_FANOUT, &arg, what)?;
             let got: u32 = sys::get_packet_opt(fd.as_raw_fd(), libc::PACKET_FANOUT, what)?;
@@ -417,7 +417,7 @@ impl RxRing {
     }
 
     /// The next frame, if one is ready. Frames are returned in ring order.
-    pub fn next(&mut self) -> RxNext<'_> {
+    pub fn next_frame(&mut self) -> RxNext<'_> {
         loop {
             let blk = self.block();
             let closed = load_acquire(unsafe_add(blk, BD_STATUS)) & TP_STATUS_USER != 0;

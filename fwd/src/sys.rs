@@ -302,6 +302,10 @@ pub struct Mmap {
 // threads is fine.
 unsafe impl Send for Mmap {}
 
+// SAFETY: a shared `&Mmap` only hands out the address and length; all
+// access to the memory goes through the rings, each owned by one thread.
+unsafe impl Sync for Mmap {}
+
 impl Mmap {
     pub fn map(fd: &OwnedFd, len: usize) -> SysResult<Mmap> {
         // SAFETY: mapping a packet socket's ring with the length the rings

@@ -210,7 +210,7 @@ impl Worker {
         } = self;
         let mut n = 0;
         while n < RX_BUDGET {
-            match rx[p].next() {
+            match rx[p].next_frame() {
                 RxNext::Empty => break,
                 RxNext::Corrupt => {
                     counters[p].rx_packets += 1;

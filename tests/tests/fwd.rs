@@ -14,6 +14,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
@@ -29,6 +30,7 @@ struct Topo {
     v1: Veth,
     v2: Veth,
     extra: Vec<Veth>,
+    extra_ns: Vec<NetNs>,
     ns1: NetNs,
     ns2: NetNs,
     nsf: NetNs,
@@ -56,6 +58,7 @@ impl Topo {
             v1,
             v2,
             extra: Vec::new(),
+            extra_ns: Vec::new(),
             ns1,
             ns2,
             nsf,
@@ -65,9 +68,26 @@ impl Topo {
         }
     }
 
-    /// Starts the forwarder on b1 and b2 with extra arguments.
+    /// Adds host number `n` (n >= 3) in its own namespace behind a third
+    /// link into the forwarder namespace; returns (namespace index, its IP).
+    fn add_host(&mut self, n: u32) -> (usize, String) {
+        let ns = NetNs::new("sfh3");
+        let ip = format!("10.{}.{n}", self.subnet);
+        let mut v = Veth::new("fw");
+        v.setup_a(Some(&ns), Some(&format!("{ip}/24")));
+        v.setup_b(Some(&self.nsf), None);
+        self.extra.push(v);
+        self.extra_ns.push(ns);
+        (self.extra_ns.len() - 1, ip)
+    }
+
+    /// Starts the forwarder on b1, b2 (and any added hosts' links) with extra arguments.
     fn start(&mut self, extra: &[&str]) {
         let mut args = vec!["--if", &self.v1.b, "--if", &self.v2.b];
+        for v in &self.extra {
+            args.push("--if");
+            args.push(&v.b);
+        }
         args.extend_from_slice(extra);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         self.fwd = Some(Fwd::start(&self.nsf.name, &args));
@@ -103,7 +123,42 @@ struct Fwd {
     child: Child,
     stderr_rx: mpsc::Receiver<String>,
     stderr_seen: Vec<String>,
-    stdout: Option<JoinHandle<String>>,
+    stdout_rx: mpsc::Receiver<String>,
+    stdout_seen: Vec<String>,
+}
+
+/// Forwards a child's output lines to a channel.
+fn lines_to_channel(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle` on `rx`, keeping every line in `seen`.
+fn wait_line(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    needle: &str,
+    timeout: Duration,
+) -> Option<String> {
+    if let Some(l) = seen.iter().find(|l| l.contains(needle)) {
+        return Some(l.clone());
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).ok()?;
+        seen.push(line.clone());
+        if line.contains(needle) {
+            return Some(line);
+        }
+    }
 }
 
 impl Fwd {
@@ -116,26 +171,14 @@ impl Fwd {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()));
-        let mut out = child.stdout.take().expect("piped stdout");
-        let stdout = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let err = child.stderr.take().expect("piped stderr");
-        let (tx, stderr_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stdout_rx = lines_to_channel(child.stdout.take().expect("piped stdout"));
+        let stderr_rx = lines_to_channel(child.stderr.take().expect("piped stderr"));
         let mut f = Fwd {
             child,
             stderr_rx,
             stderr_seen: Vec::new(),
-            stdout: Some(stdout),
+            stdout_rx,
+            stdout_seen: Vec::new(),
         };
         f.wait_stderr("ready:", Duration::from_secs(10));
         f
@@ -144,29 +187,31 @@ impl Fwd {
     /// Waits for a stderr line containing `needle`; panics with everything
     /// seen so far when it does not come.
     fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        if let Some(l) = self.stderr_seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr_rx.recv_timeout(left) {
-                Ok(line) => {
-                    let hit = line.contains(needle);
-                    self.stderr_seen.push(line.clone());
-                    if hit {
-                        return line;
-                    }
-                }
-                Err(_) => {
-                    let status = self.child.try_wait().ok().flatten();
-                    panic!(
-                        "skbtrace-fwd: no stderr line with {needle:?} within {timeout:?} (exit status {status:?}); stderr so far:\n{}",
-                        self.stderr_seen.join("\n")
-                    );
-                }
+        match wait_line(&self.stderr_rx, &mut self.stderr_seen, needle, timeout) {
+            Some(l) => l,
+            None => {
+                let status = self.child.try_wait().ok().flatten();
+                panic!(
+                    "skbtrace-fwd: no stderr line with {needle:?} within {timeout:?} (exit status {status:?}); stderr so far:\n{}",
+                    self.stderr_seen.join("\n")
+                );
             }
         }
+    }
+
+    /// Waits for a stdout line containing `needle`, then returns all stdout so far.
+    fn wait_stdout(&mut self, needle: &str, timeout: Duration) -> String {
+        if wait_line(&self.stdout_rx, &mut self.stdout_seen, needle, timeout).is_none() {
+            panic!(
+                "skbtrace-fwd: no stdout line with {needle:?} within {timeout:?}; stdout so far:\n{}",
+                self.stdout_seen.join("\n")
+            );
+        }
+        // Let the rest of that dump arrive.
+        while let Ok(l) = self.stdout_rx.recv_timeout(Duration::from_millis(200)) {
+            self.stdout_seen.push(l);
+        }
+        self.stdout_seen.join("\n")
     }
 
     fn pid(&self) -> Pid {
@@ -197,15 +242,18 @@ impl Fwd {
     }
 
     fn finish(&mut self, status: ExitStatus) -> (ExitStatus, String, String) {
-        let out = self
-            .stdout
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default();
-        while let Ok(l) = self.stderr_rx.recv_timeout(Duration::from_millis(200)) {
+        // The pipes close when the process is gone: read them to the end.
+        while let Ok(l) = self.stdout_rx.recv_timeout(Duration::from_secs(2)) {
+            self.stdout_seen.push(l);
+        }
+        while let Ok(l) = self.stderr_rx.recv_timeout(Duration::from_secs(2)) {
             self.stderr_seen.push(l);
         }
-        (status, out, self.stderr_seen.join("\n"))
+        (
+            status,
+            self.stdout_seen.join("\n"),
+            self.stderr_seen.join("\n"),
+        )
     }
 }
 
@@ -539,4 +587,289 @@ fn fwd_ping_and_tcp_between_two_netns() {
         s.text
     );
     assert_eq!(s.get(&b1, "all", "drop_malformed"), 0, "{}", s.text);
+}
+
+#[test]
+fn fwd_fanout_two_queues() {
+    if !require_root("fwd_fanout_two_queues") {
+        return;
+    }
+    let mut t = Topo::new("77.2");
+    t.start(&["--queues", "2"]);
+    let line = t.fwd().wait_stderr("ready:", Duration::from_secs(1));
+    assert!(line.contains("2 queues"), "{line}");
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 10, 56);
+    // 16 connections: flows hash onto both queues (all 16 on one queue has
+    // odds of 2^-15).
+    tcp_transfer(&t, 5202, 16, 32 << 20);
+    let s = t.stop();
+    assert_consistent(&s, &t);
+    let b1 = t.v1.b.clone();
+    let (q0, q1) = (s.get(&b1, "0", "rx_packets"), s.get(&b1, "1", "rx_packets"));
+    assert!(
+        q0 > 100 && q1 > 100,
+        "both fanout queues carried traffic (q0 {q0}, q1 {q1}):\n{}",
+        s.text
+    );
+    assert_eq!(q0 + q1, s.get(&b1, "all", "rx_packets"), "{}", s.text);
+}
+
+/// Packets the root qdisc of `dev` in `ns` has sent ("Sent N bytes M pkt").
+fn qdisc_sent_packets(ns: &NetNs, dev: &str) -> u64 {
+    let out = ns.run("tc", &["-s", "qdisc", "show", "dev", dev]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("Sent "))
+        .unwrap_or_else(|| panic!("no Sent line in tc output:\n{text}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words[3].parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+#[test]
+fn fwd_qdisc_bypass_on_and_off() {
+    if !require_root("fwd_qdisc_bypass_on_and_off") {
+        return;
+    }
+    let mut t = Topo::new("77.3");
+    // veth has no qdisc by default; give b2 one whose counters show whether
+    // the forwarder's frames went through it.
+    let b2 = t.v2.b.clone();
+    t.nsf
+        .run("tc", &["qdisc", "replace", "dev", &b2, "root", "pfifo"]);
+
+    t.start(&[]);
+    let before = qdisc_sent_packets(&t.nsf, &b2);
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 30, 56);
+    let bypassed = qdisc_sent_packets(&t.nsf, &b2) - before;
+    let s = t.stop();
+    assert!(s.get(&b2, "all", "tx_packets") >= 30, "{}", s.text);
+    // A few packets of the kernel's own (IPv6 router solicitations) may pass
+    // the qdisc; the 30 echo requests must not.
+    assert!(
+        bypassed < 10,
+        "with PACKET_QDISC_BYPASS the qdisc saw {bypassed} packets"
+    );
+
+    t.start(&["--qdisc-bypass-disable"]);
+    let line = t.fwd().wait_stderr("ready:", Duration::from_secs(1));
+    assert!(line.contains("qdisc bypass off"), "{line}");
+    let before = qdisc_sent_packets(&t.nsf, &b2);
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 30, 56);
+    let queued = qdisc_sent_packets(&t.nsf, &b2) - before;
+    let s = t.stop();
+    assert!(
+        queued >= 30,
+        "without bypass all 30 echo requests go through the qdisc, saw {queued}:\n{}",
+        s.text
+    );
+    assert_consistent(&s, &t);
+}
+
+#[test]
+fn fwd_rings_wrap_under_sustained_load() {
+    if !require_root("fwd_rings_wrap_under_sustained_load") {
+        return;
+    }
+    let mut t = Topo::new("77.4");
+    // Tiny rings: 2 RX blocks of 128 KiB, 8 TX slots.
+    t.start(&[
+        "--block-size",
+        "131072",
+        "--block-count",
+        "2",
+        "--tx-frames",
+        "8",
+    ]);
+    tcp_transfer(&t, 5204, 4, 64 << 20);
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 10, 56);
+    let s = t.stop();
+    assert_consistent(&s, &t);
+    let (b1, b2) = (t.v1.b.clone(), t.v2.b.clone());
+    let rx_ring = 2 * 131072;
+    let rx_bytes = s.get(&b1, "all", "rx_bytes");
+    assert!(
+        rx_bytes > 100 * rx_ring,
+        "RX ring wrapped many times ({rx_bytes} bytes through a {rx_ring}-byte ring)"
+    );
+    let tx = s.get(&b2, "all", "tx_packets");
+    assert!(
+        tx > 100 * 8,
+        "TX ring wrapped many times ({tx} frames through 8 slots)"
+    );
+}
+
+#[test]
+fn fwd_frame_larger_than_ring_frame_size() {
+    if !require_root("fwd_frame_larger_than_ring_frame_size") {
+        return;
+    }
+    let mut t = Topo::new("77.5");
+    t.set_mtu(9000);
+    // Slots of 2048 bytes: a 4000-byte ping does not fit.
+    t.start(&["--frame-size", "2048", "--cksum-gso-disable"]);
+    let (sent, got, text) = ping(&t.ns1, &t.ip2.clone(), 3, 4000);
+    assert_eq!(
+        (sent, got),
+        (3, 0),
+        "oversized pings must be dropped:\n{text}"
+    );
+    // The forwarder keeps working for frames that fit.
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 5, 1000);
+    let s = t.stop();
+    let b1 = t.v1.b.clone();
+    assert!(s.get(&b1, "all", "drop_oversized") >= 3, "{}", s.text);
+    assert_consistent(&s, &t);
+
+    // A frame larger than a whole RX block is cut by the kernel: counted as
+    // truncated and dropped, not forwarded half.
+    t.start(&[
+        "--block-size",
+        "4096",
+        "--frame-size",
+        "2048",
+        "--cksum-gso-disable",
+    ]);
+    let (_, got, text) = ping(&t.ns1, &t.ip2.clone(), 3, 6000);
+    assert_eq!(got, 0, "truncated pings must be dropped:\n{text}");
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 5, 1000);
+    let s = t.stop();
+    assert!(s.get(&b1, "all", "drop_truncated") >= 3, "{}", s.text);
+    assert_consistent(&s, &t);
+}
+
+#[test]
+fn fwd_link_down_up_recovers_and_deletion_exits() {
+    if !require_root("fwd_link_down_up_recovers_and_deletion_exits") {
+        return;
+    }
+    let mut t = Topo::new("77.6");
+    t.start(&[]);
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 5, 56);
+    let b2 = t.v2.b.clone();
+    t.nsf.run("ip", &["link", "set", &b2, "down"]);
+    t.fwd().wait_stderr("link down", Duration::from_secs(5));
+    let (_, got, _) = ping(&t.ns1, &t.ip2.clone(), 3, 56);
+    assert_eq!(got, 0, "no forwarding while b2 is down");
+    t.nsf.run("ip", &["link", "set", &b2, "up"]);
+    t.fwd().wait_stderr("link up", Duration::from_secs(5));
+    // The link may need a moment to be carrier-up again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ping(&t.ns1, &t.ip2.clone(), 1, 56).1 != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "forwarding did not resume after b2 came back up"
+        );
+    }
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 5, 56);
+
+    // SIGUSR1 prints stats and keeps running.
+    let pid = t.fwd().pid();
+    kill(pid, Signal::SIGUSR1).expect("SIGUSR1");
+    let out = t
+        .fwd()
+        .wait_stdout("stats reason=signal", Duration::from_secs(5));
+    let s = Stats::parse(&out);
+    assert!(s.get(&b2, "all", "tx_packets") >= 10, "{}", s.text);
+
+    // Deleting an interface stops the forwarder with a clear message and stats.
+    t.nsf.run("ip", &["link", "del", &b2]);
+    let mut f = t.fwd.take().expect("forwarder");
+    let status = f
+        .wait_exit(Duration::from_secs(5))
+        .expect("skbtrace-fwd exits when an interface is deleted");
+    let (status, out, err) = f.finish(status);
+    assert_eq!(status.code(), Some(1), "exit status; stderr:\n{err}");
+    assert!(
+        err.contains(&format!("interface {b2} disappeared")),
+        "stderr:\n{err}"
+    );
+    assert!(
+        out.contains("stats reason=exit"),
+        "final stats printed:\n{out}"
+    );
+}
+
+#[test]
+fn fwd_sigterm_exits_cleanly_with_stats() {
+    if !require_root("fwd_sigterm_exits_cleanly_with_stats") {
+        return;
+    }
+    let mut t = Topo::new("77.7");
+    t.start(&["--stats-interval", "1"]);
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 5, 56);
+    t.fwd()
+        .wait_stdout("stats reason=interval", Duration::from_secs(5));
+    let f = t.fwd.take().expect("forwarder");
+    let (status, out, err) = f.stop(Signal::SIGTERM);
+    assert!(status.success(), "exit status {status}; stderr:\n{err}");
+    let s = Stats::parse(&out);
+    assert!(s.get(&t.v1.b, "all", "rx_packets") >= 5, "{}", s.text);
+    assert!(err.contains("stopped"), "{err}");
+}
+
+#[test]
+fn fwd_bridge_learns_three_ports() {
+    if !require_root("fwd_bridge_learns_three_ports") {
+        return;
+    }
+    let mut t = Topo::new("77.8");
+    let (i3, ip3) = t.add_host(3);
+    t.start(&[]);
+    let line = t.fwd().wait_stderr("ready:", Duration::from_secs(1));
+    assert!(line.contains("bridging"), "{line}");
+    let ip1 = t.ip1.clone();
+    let ip2 = t.ip2.clone();
+    assert_ping_ok(&t.ns1, &ip2, 10, 56);
+    assert_ping_ok(&t.extra_ns[i3], &ip1, 10, 56);
+    assert_ping_ok(&t.ns2, &ip3, 10, 56);
+    // Now that every station is learned, host 1 <-> host 2 traffic must not
+    // be flooded to host 3's port.
+    let s0 = Stats::parse(&t.fwd().wait_stdout_after_usr1());
+    tcp_transfer(&t, 5208, 1, 8 << 20);
+    let s = t.stop();
+    let b3 = t.extra[0].b.clone();
+    let leaked = s.get(&b3, "all", "tx_packets") - s0.get(&b3, "all", "tx_packets");
+    let carried = s.get(&t.v2.b, "all", "tx_bytes") - s0.get(&t.v2.b, "all", "tx_bytes");
+    assert!(
+        carried >= 8 << 20,
+        "the 8 MiB went to host 2's port:\n{}",
+        s.text
+    );
+    assert!(
+        leaked < 10,
+        "{leaked} frames of a learned unicast flow were flooded to the third port:\n{}",
+        s.text
+    );
+}
+
+impl Fwd {
+    /// Asks for a stats dump (SIGUSR1) and returns stdout up to it.
+    fn wait_stdout_after_usr1(&mut self) -> String {
+        let n = self
+            .stdout_seen
+            .iter()
+            .filter(|l| l.contains("stats reason=signal"))
+            .count();
+        kill(self.pid(), Signal::SIGUSR1).expect("SIGUSR1");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self
+            .stdout_seen
+            .iter()
+            .filter(|l| l.contains("stats reason=signal"))
+            .count()
+            <= n
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = self
+                .stdout_rx
+                .recv_timeout(left)
+                .expect("stats after SIGUSR1");
+            self.stdout_seen.push(l);
+        }
+        while let Ok(l) = self.stdout_rx.recv_timeout(Duration::from_millis(200)) {
+            self.stdout_seen.push(l);
+        }
+        self.stdout_seen.join("\n")
+    }
 }
