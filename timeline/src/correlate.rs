@@ -52,16 +52,17 @@
 //! ```
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use probes::{CAPTURE_LEN, Event, flags, id, method};
 
 use crate::decode::cstr;
-use crate::fmt::{mono_to_wall_ns, rfc3339_ns};
+use crate::fmt::{mono_to_wall_ns, write_rfc3339_ns};
 use crate::model::{Hop, ProbeCount, Summary, Timeline};
 use crate::names::ProbeNames;
 use crate::stats::Stats;
-use crate::summarize::summarize;
+use crate::summarize::summarize_into;
 
 /// Settings of a [`Correlator`].
 #[derive(Clone, Debug)]
@@ -148,6 +149,8 @@ struct Packet {
     ended_at: Option<u64>,
     /// Latest event timestamp (for the timeout).
     last_ts: u64,
+    /// Earliest event timestamp (emission order).
+    first_ts: u64,
     /// An skb's end was inferred, not seen.
     end_unseen: bool,
     lost: bool,
@@ -182,7 +185,21 @@ pub struct Correlator {
     unattached: u64,
     latest_ts: u64,
     stats: Stats,
+    /// Emitted packets' buffers, reused by new packets.
+    spare: Vec<Packet>,
+    /// The timeline `poll_each` builds every packet in.
+    scratch: Timeline,
+    /// `poll`'s list of packets to emit, kept for its capacity.
+    done: Vec<(u64, u64)>,
 }
+
+fn set(s: &mut String, v: &str) {
+    s.clear();
+    s.push_str(v);
+}
+
+/// Packet buffers kept for reuse (about 4 KiB each).
+const SPARE_PACKETS: usize = 1024;
 
 impl Correlator {
     pub fn new(cfg: CorrelatorConfig) -> Self {
@@ -200,6 +217,9 @@ impl Correlator {
             unattached: 0,
             latest_ts: 0,
             stats: Stats::default(),
+            spare: Vec::new(),
+            scratch: Timeline::default(),
+            done: Vec::new(),
         }
     }
 
@@ -341,17 +361,18 @@ impl Correlator {
         self.next_id += 1;
         self.packets.insert(
             id,
-            Packet {
-                events: Vec::with_capacity(8),
+            self.spare.pop().unwrap_or_else(|| Packet {
+                events: Vec::with_capacity(16),
                 live: 0,
                 ended_at: None,
                 last_ts: 0,
+                first_ts: u64::MAX,
                 end_unseen: false,
                 lost: false,
                 skbs: Vec::with_capacity(2),
-                heads: Vec::new(),
-                fps: Vec::new(),
-            },
+                heads: Vec::with_capacity(1),
+                fps: Vec::with_capacity(1),
+            }),
         );
         id
     }
@@ -362,6 +383,7 @@ impl Correlator {
         };
         p.events.push(*ev);
         p.last_ts = p.last_ts.max(ev.ts_ns);
+        p.first_ts = p.first_ts.min(ev.ts_ns);
         // Index each fingerprint once per packet: one hash insert per
         // packet, not per event.
         if ev.fingerprint != 0 && !p.fps.contains(&ev.fingerprint) {
@@ -445,25 +467,51 @@ impl Correlator {
     /// and past the join window (complete), or silent for `timeout_ns`
     /// (incomplete). Sorted by start time. Every emitted timeline is also
     /// added to [`Correlator::summary`].
+    ///
+    /// Allocates each timeline; [`Correlator::poll_each`] does not.
     pub fn poll(&mut self, now_ns: u64) -> Vec<Timeline> {
+        let mut out = Vec::new();
+        self.poll_each(now_ns, |t| out.push(t.clone()));
+        out
+    }
+
+    /// Like [`Correlator::poll`], but hands each timeline to `f` by
+    /// reference, built in one buffer reused from packet to packet: the
+    /// steady state allocates nothing per hop. The way to feed sinks:
+    /// `c.poll_each(now, |t| if let Err(e) = sink.timeline(t) { ... })`.
+    pub fn poll_each(&mut self, now_ns: u64, f: impl FnMut(&Timeline)) {
         let (timeout, join) = (self.cfg.timeout_ns, self.cfg.join_window_ns);
-        let done: Vec<u64> = self
-            .packets
-            .iter()
-            .filter(|(_, p)| match p.ended_at {
-                Some(end) if p.live == 0 => end.saturating_add(join) <= now_ns,
-                _ => p.last_ts.saturating_add(timeout) <= now_ns,
-            })
-            .map(|(&id, _)| id)
-            .collect();
-        self.emit(done)
+        let mut done = std::mem::take(&mut self.done);
+        done.clear();
+        done.extend(
+            self.packets
+                .iter()
+                .filter(|(_, p)| match p.ended_at {
+                    Some(end) if p.live == 0 => end.saturating_add(join) <= now_ns,
+                    _ => p.last_ts.saturating_add(timeout) <= now_ns,
+                })
+                .map(|(&id, p)| (p.first_ts, id)),
+        );
+        self.emit(&mut done, f);
+        self.done = done;
     }
 
     /// Emits everything still open (packets whose skbs all ended are
     /// complete, the rest incomplete). For the end of a trace.
     pub fn finish(&mut self) -> Vec<Timeline> {
-        let all: Vec<u64> = self.packets.keys().copied().collect();
-        self.emit(all)
+        let mut out = Vec::new();
+        self.finish_each(|t| out.push(t.clone()));
+        out
+    }
+
+    /// [`Correlator::finish`] through a callback, as [`Correlator::poll_each`].
+    pub fn finish_each(&mut self, f: impl FnMut(&Timeline)) {
+        let mut all: Vec<(u64, u64)> = self
+            .packets
+            .iter()
+            .map(|(&id, p)| (p.first_ts, id))
+            .collect();
+        self.emit(&mut all, f);
     }
 
     /// Packets currently open or held.
@@ -477,10 +525,12 @@ impl Correlator {
         self.latest_ts
     }
 
-    fn emit(&mut self, ids: Vec<u64>) -> Vec<Timeline> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(p) = self.packets.remove(&id) else {
+    /// Emits packets `ids` = (first timestamp, id), in that order.
+    fn emit(&mut self, ids: &mut [(u64, u64)], mut f: impl FnMut(&Timeline)) {
+        ids.sort_unstable();
+        let mut t = std::mem::take(&mut self.scratch);
+        for &(_, id) in ids.iter() {
+            let Some(mut p) = self.packets.remove(&id) else {
                 continue;
             };
             for skb in &p.skbs {
@@ -501,85 +551,103 @@ impl Correlator {
                     self.fps.remove(fp);
                 }
             }
-            let t = self.build(id, p);
+            self.build(id, &mut p, &mut t);
             self.stats.record(&t);
-            out.push(t);
+            f(&t);
+            // Keep the buffers: a packet's hop list is kilobytes, and
+            // allocating it afresh per packet costs more than the rest of
+            // the per-packet work.
+            if self.spare.len() < SPARE_PACKETS {
+                p.events.clear();
+                p.skbs.clear();
+                p.heads.clear();
+                p.fps.clear();
+                p.live = 0;
+                p.ended_at = None;
+                p.last_ts = 0;
+                p.first_ts = u64::MAX;
+                p.end_unseen = false;
+                p.lost = false;
+                self.spare.push(p);
+            }
         }
-        out.sort_by_key(|t| (t.start_ns, t.id));
-        out
+        self.scratch = t;
     }
 
-    /// The only place Strings are built: once per hop of an emitted packet.
-    fn build(&self, id: u64, mut p: Packet) -> Timeline {
+    /// The only place Strings are built: once per hop of an emitted
+    /// packet, into `t`'s existing Strings and Vecs (reused by `poll_each`).
+    fn build(&self, id: u64, p: &mut Packet, t: &mut Timeline) {
         p.events.sort_by_key(|e| e.ts_ns);
         let start = p.events.first().map_or(0, |e| e.ts_ns);
         let end = p.events.last().map_or(0, |e| e.ts_ns);
         let mut prev = start;
         let mut dropped = false;
-        let hops: Vec<Hop> = p
-            .events
-            .iter()
-            .map(|e| {
-                let drop = e.flags & flags::DROP != 0;
-                dropped |= drop;
-                let n = (e.cap_len as usize).min(CAPTURE_LEN);
-                let h = Hop {
-                    probe: self.cfg.probe_names.name(e.probe).into_owned(),
-                    method: method::kind(e.method).to_string(),
-                    dev: cstr(&e.dev).to_string(),
-                    ifindex: e.ifindex,
-                    netns: e.netns,
-                    cpu: e.cpu,
-                    pid: e.pid,
-                    comm: cstr(&e.comm).to_string(),
-                    ts_ns: e.ts_ns,
-                    delta_ns: e.ts_ns - prev,
-                    len: e.len,
-                    drop_reason: drop.then(|| self.drop_reason(e.reason)),
-                    data: e.data[..n].to_vec(),
-                    l2: e.flags & flags::L2 != 0,
-                };
-                prev = e.ts_ns;
-                h
-            })
-            .collect();
-        let summary = p
-            .events
-            .iter()
-            .find(|e| e.cap_len > 0)
-            .map(|e| {
-                summarize(
-                    &e.data[..(e.cap_len as usize).min(CAPTURE_LEN)],
-                    e.flags & flags::L2 != 0,
-                    e.protocol,
-                )
-            })
-            .unwrap_or_else(|| "no data captured".to_string());
+        t.hops.truncate(p.events.len());
+        for (i, e) in p.events.iter().enumerate() {
+            if i == t.hops.len() {
+                t.hops.push(Hop::default());
+            }
+            let h = &mut t.hops[i];
+            let drop = e.flags & flags::DROP != 0;
+            dropped |= drop;
+            set(&mut h.probe, &self.cfg.probe_names.name(e.probe));
+            set(&mut h.method, method::kind(e.method));
+            set(&mut h.dev, cstr(&e.dev));
+            set(&mut h.comm, cstr(&e.comm));
+            h.ifindex = e.ifindex;
+            h.netns = e.netns;
+            h.cpu = e.cpu;
+            h.pid = e.pid;
+            h.ts_ns = e.ts_ns;
+            h.delta_ns = e.ts_ns - prev;
+            h.len = e.len;
+            h.drop_reason = if drop {
+                let mut r = h.drop_reason.take().unwrap_or_default();
+                r.clear();
+                match self.cfg.drop_reasons.get(&e.reason) {
+                    Some(n) => r.push_str(n),
+                    None => {
+                        let _ = write!(r, "{}", e.reason);
+                    }
+                }
+                Some(r)
+            } else {
+                None
+            };
+            h.data.clear();
+            h.data
+                .extend_from_slice(&e.data[..(e.cap_len as usize).min(CAPTURE_LEN)]);
+            h.l2 = e.flags & flags::L2 != 0;
+            prev = e.ts_ns;
+        }
+        match p.events.iter().find(|e| e.cap_len > 0) {
+            Some(e) => summarize_into(
+                &mut t.summary,
+                &e.data[..(e.cap_len as usize).min(CAPTURE_LEN)],
+                e.flags & flags::L2 != 0,
+                e.protocol,
+            ),
+            None => set(&mut t.summary, "no data captured"),
+        }
         let fp = p
             .events
             .iter()
             .map(|e| e.fingerprint)
             .find(|&f| f != 0)
             .unwrap_or(0);
-        Timeline {
-            id,
-            summary,
-            fingerprint: format!("0x{fp:016x}"),
-            complete: p.live == 0 && p.ended_at.is_some() && !p.end_unseen,
-            lost_events: p.lost,
-            dropped,
-            start_ns: start,
-            wall_start: rfc3339_ns(mono_to_wall_ns(start, self.cfg.mono_to_realtime_ns)),
-            total_ns: end - start,
-            hops,
-        }
-    }
-
-    fn drop_reason(&self, reason: u32) -> String {
-        match self.cfg.drop_reasons.get(&reason) {
-            Some(n) => n.clone(),
-            None => reason.to_string(),
-        }
+        t.fingerprint.clear();
+        let _ = write!(t.fingerprint, "0x{fp:016x}");
+        t.wall_start.clear();
+        write_rfc3339_ns(
+            &mut t.wall_start,
+            mono_to_wall_ns(start, self.cfg.mono_to_realtime_ns),
+        );
+        t.id = id;
+        t.complete = p.live == 0 && p.ended_at.is_some() && !p.end_unseen;
+        t.lost_events = p.lost;
+        t.dropped = dropped;
+        t.start_ns = start;
+        t.total_ns = end - start;
     }
 
     /// Events and lost events per probe, in probe id order.

@@ -1,7 +1,9 @@
 //! Small formatting helpers shared by the sinks: durations a person reads,
 //! RFC 3339 wall-clock times, and the monotonic -> wall clock conversion.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use std::fmt::Write as _;
+
+use chrono::DateTime;
 
 /// `850ns`, `84.2us`, `1.23ms`, `2.500s`: three significant digits, unit
 /// picked so the number stays short.
@@ -37,13 +39,40 @@ pub fn mono_to_wall_ns(ts_ns: u64, offset_ns: i64) -> i128 {
 /// Times chrono cannot represent fall back to the epoch rather than failing:
 /// a bad clock offset must not stop a trace.
 pub fn rfc3339_ns(wall_ns: i128) -> String {
-    let secs = wall_ns.div_euclid(1_000_000_000);
+    let mut s = String::with_capacity(30);
+    write_rfc3339_ns(&mut s, wall_ns);
+    s
+}
+
+/// [`rfc3339_ns`] appended to `out`. Hand-rolled (days -> civil date,
+/// Hinnant's algorithm): it runs once per emitted packet, and chrono's
+/// strftime machinery costs more than building the rest of a timeline.
+/// Years outside 0..=9999 clamp to the epoch, as [`rfc3339_ns`] promises.
+pub fn write_rfc3339_ns(out: &mut String, wall_ns: i128) {
+    let mut secs = wall_ns.div_euclid(1_000_000_000);
     let nanos = wall_ns.rem_euclid(1_000_000_000) as u32;
-    let dt = i64::try_from(secs)
-        .ok()
-        .and_then(|s| DateTime::<Utc>::from_timestamp(s, nanos))
-        .unwrap_or_default();
-    dt.to_rfc3339_opts(SecondsFormat::Nanos, true)
+    // 0000-01-01 .. 9999-12-31
+    if !(-62_167_219_200..=253_402_300_799).contains(&secs) {
+        secs = 0;
+    }
+    let days = secs.div_euclid(86_400) as i64;
+    let sod = secs.rem_euclid(86_400) as u32;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = (yoe + era * 400 + if month <= 2 { 1 } else { 0 }) as u32;
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    );
 }
 
 /// The inverse of [`rfc3339_ns`] (accepts any RFC 3339 offset).
@@ -65,6 +94,35 @@ mod tests {
         assert_eq!(duration(999_499), "999us");
         assert_eq!(duration(1_230_000), "1.23ms");
         assert_eq!(duration(2_500_000_000), "2.500s");
+    }
+
+    #[test]
+    fn hand_rolled_dates_agree_with_chrono() {
+        use chrono::{SecondsFormat, Utc};
+        // Leap days, century rules, the epoch, before it, far ahead.
+        for secs in [
+            0i64,
+            -1,
+            951_782_400,
+            4_107_542_400,
+            1_709_208_000,
+            1_709_251_199,
+            253_402_300_799,
+            -62_167_219_200,
+        ] {
+            for nanos in [0u32, 1, 999_999_999] {
+                let want = DateTime::<Utc>::from_timestamp(secs, nanos)
+                    .map(|d| d.to_rfc3339_opts(SecondsFormat::Nanos, true))
+                    .unwrap_or_default();
+                assert_eq!(
+                    rfc3339_ns(secs as i128 * 1_000_000_000 + nanos as i128),
+                    want,
+                    "{secs}.{nanos}"
+                );
+            }
+        }
+        // Unrepresentable: the epoch (with the nanoseconds), not a panic.
+        assert!(rfc3339_ns(i128::MAX).starts_with("1970-01-01T00:00:00."));
     }
 
     #[test]

@@ -160,7 +160,7 @@ mod tests {
     fn bad_lines_are_reported_by_number() {
         let (bytes, _, _) = saved(true);
         let mut text = String::from_utf8(bytes).expect("utf-8");
-        text.insert_str(0, "\n");
+        text.insert(0, '\n');
         text.push_str("{\"type\":\"timeline\",\"id\":\n");
         let e = read(text.as_bytes()).expect_err("truncated last line");
         assert!(matches!(e, ReplayError::Parse { line: 6, .. }), "{e}");

@@ -2,10 +2,44 @@
 //! (hdrhistogram), accumulated from emitted timelines.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use hdrhistogram::Histogram;
 
 use crate::model::{HopPairStats, ProbeCount, Summary, Timeline};
+
+/// FNV-1a over probe names: short keys hashed once per hop; SipHash's
+/// flooding resistance buys nothing for names we made ourselves.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+    /// Pair keys: two indexes, one multiply spreads them.
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A probe seen in some timeline.
+struct ProbeEntry {
+    name: String,
+    method: String,
+    hops: u64,
+}
 
 /// Accumulates a [`Summary`] from timelines. The [`crate::Correlator`] keeps
 /// one and feeds it every timeline it emits; `replay` builds one from a file.
@@ -15,12 +49,12 @@ pub struct Stats {
     complete: u64,
     incomplete: u64,
     dropped: u64,
-    hops: u64,
-    /// from probe -> to probe -> latency histogram. Nested so lookups take
-    /// `&str` without building a key per hop.
-    pairs: HashMap<String, HashMap<String, Histogram<u64>>>,
-    /// probe -> (method, hops), for summaries rebuilt from timelines alone.
-    probe_hops: HashMap<String, (String, u64)>,
+    /// Probe name -> index into `probes`: one string hash per hop, then
+    /// pairs are keyed by two small integers.
+    index: HashMap<String, u32, BuildHasherDefault<Fnv>>,
+    probes: Vec<ProbeEntry>,
+    /// (from index << 32 | to index) -> latency histogram.
+    pairs: HashMap<u64, Histogram<u64>, BuildHasherDefault<Fnv>>,
 }
 
 /// `new(3)` histograms auto-resize on `record` (not on
@@ -36,6 +70,20 @@ impl Stats {
         Self::default()
     }
 
+    fn intern(&mut self, name: &str, method: &str) -> u32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self.probes.len() as u32;
+        self.probes.push(ProbeEntry {
+            name: name.to_string(),
+            method: method.to_string(),
+            hops: 0,
+        });
+        self.index.insert(name.to_string(), i);
+        i
+    }
+
     pub fn record(&mut self, t: &Timeline) {
         self.packets += 1;
         if t.complete {
@@ -44,29 +92,21 @@ impl Stats {
             self.incomplete += 1;
         }
         self.dropped += t.dropped as u64;
-        self.hops += t.hops.len() as u64;
+        let mut prev: Option<(u32, u64)> = None;
         for h in &t.hops {
-            match self.probe_hops.get_mut(h.probe.as_str()) {
-                Some(c) => c.1 += 1,
-                None => {
-                    self.probe_hops
-                        .insert(h.probe.clone(), (h.method.clone(), 1));
+            let i = self.intern(&h.probe, &h.method);
+            self.probes[i as usize].hops += 1;
+            if let Some((p, ts)) = prev {
+                let delta = h.ts_ns.saturating_sub(ts);
+                let key = (p as u64) << 32 | i as u64;
+                if let Some(hist) = self.pairs.get_mut(&key) {
+                    record(hist, delta);
+                } else if let Ok(mut hist) = Histogram::new(3) {
+                    record(&mut hist, delta);
+                    self.pairs.insert(key, hist);
                 }
             }
-        }
-        for w in t.hops.windows(2) {
-            let (a, b) = (&w[0], &w[1]);
-            let delta = b.ts_ns.saturating_sub(a.ts_ns);
-            let tos = match self.pairs.get_mut(a.probe.as_str()) {
-                Some(m) => m,
-                None => self.pairs.entry(a.probe.clone()).or_default(),
-            };
-            if let Some(h) = tos.get_mut(b.probe.as_str()) {
-                record(h, delta);
-            } else if let Ok(mut h) = Histogram::new(3) {
-                record(&mut h, delta);
-                tos.insert(b.probe.clone(), h);
-            }
+            prev = Some((i, h.ts_ns));
         }
     }
 
@@ -77,19 +117,23 @@ impl Stats {
 
     /// Per hop-pair latency: count, p50/p90/p99/max, busiest pair first.
     pub fn hop_pairs(&self) -> Vec<HopPairStats> {
+        let name = |i: u64| {
+            self.probes
+                .get(i as usize)
+                .map(|p| p.name.clone())
+                .unwrap_or_default()
+        };
         let mut v: Vec<HopPairStats> = self
             .pairs
             .iter()
-            .flat_map(|(from, tos)| {
-                tos.iter().map(move |(to, h)| HopPairStats {
-                    from: from.clone(),
-                    to: to.clone(),
-                    count: h.len(),
-                    p50_ns: h.value_at_quantile(0.50),
-                    p90_ns: h.value_at_quantile(0.90),
-                    p99_ns: h.value_at_quantile(0.99),
-                    max_ns: h.max(),
-                })
+            .map(|(&key, h)| HopPairStats {
+                from: name(key >> 32),
+                to: name(key & 0xffff_ffff),
+                count: h.len(),
+                p50_ns: h.value_at_quantile(0.50),
+                p90_ns: h.value_at_quantile(0.90),
+                p99_ns: h.value_at_quantile(0.99),
+                max_ns: h.max(),
             })
             .collect();
         v.sort_by(|a, b| {
@@ -120,12 +164,12 @@ impl Stats {
     /// its summary line): events are the hops recorded, losses unknown (0).
     pub fn summary_from_hops(&self) -> Summary {
         let mut probes: Vec<ProbeCount> = self
-            .probe_hops
+            .probes
             .iter()
-            .map(|(p, (m, n))| ProbeCount {
-                probe: p.clone(),
-                method: m.clone(),
-                events: *n,
+            .map(|p| ProbeCount {
+                probe: p.name.clone(),
+                method: p.method.clone(),
+                events: p.hops,
                 lost: 0,
             })
             .collect();

@@ -6,7 +6,7 @@
 //! Never panics on short or malformed bytes: a capture cut inside a header
 //! says `[truncated]` after what could be read.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -55,21 +55,30 @@ pub fn l3_ethertype(data: &[u8]) -> u16 {
 
 /// The summary line for one packet. Empty `data` gives `no data captured`.
 pub fn summarize(data: &[u8], l2: bool, protocol: u16) -> String {
+    let mut s = String::with_capacity(64);
+    summarize_into(&mut s, data, l2, protocol);
+    s
+}
+
+/// [`summarize`] into `s` (cleared first), reusing its buffer.
+pub fn summarize_into(s: &mut String, data: &[u8], l2: bool, protocol: u16) {
+    s.clear();
     if data.is_empty() {
-        return "no data captured".to_string();
+        s.push_str("no data captured");
+        return;
     }
     let Some((et, off, vlans)) = locate_l3(data, l2, protocol) else {
-        return "Ethernet [truncated]".to_string();
+        s.push_str("Ethernet [truncated]");
+        return;
     };
     let l3 = data.get(off..).unwrap_or(&[]);
-    let mut s = String::with_capacity(64);
     for v in vlans {
         let _ = write!(s, "vlan {v} ");
     }
     match et {
-        ETH_P_IP => ipv4(&mut s, l3),
-        ETH_P_IPV6 => ipv6(&mut s, l3),
-        ETH_P_ARP => arp(&mut s, l3),
+        ETH_P_IP => ipv4(s, l3),
+        ETH_P_IPV6 => ipv6(s, l3),
+        ETH_P_ARP => arp(s, l3),
         other => {
             let _ = write!(s, "ethertype 0x{other:04x}");
             if let Some(name) = ethertype_name(other) {
@@ -77,7 +86,6 @@ pub fn summarize(data: &[u8], l2: bool, protocol: u16) -> String {
             }
         }
     }
-    s
 }
 
 fn ethertype_name(et: u16) -> Option<&'static str> {
@@ -133,15 +141,7 @@ fn ipv4(s: &mut String, ip: &[u8]) {
         );
         return;
     }
-    l4_summary(
-        s,
-        proto,
-        &src.to_string(),
-        &dst.to_string(),
-        l4,
-        l4_len,
-        false,
-    );
+    l4_summary(s, proto, &src, &dst, l4, l4_len, false);
 }
 
 fn ipv6(s: &mut String, ip: &[u8]) {
@@ -182,26 +182,29 @@ fn ipv6(s: &mut String, ip: &[u8]) {
     }
     let l4 = ip.get(off..).unwrap_or(&[]);
     let l4_len = (payload + 40).saturating_sub(off);
-    l4_summary(
-        s,
-        next,
-        &src.to_string(),
-        &dst.to_string(),
-        l4,
-        l4_len,
-        true,
-    );
+    l4_summary(s, next, &src, &dst, l4, l4_len, true);
 }
 
-fn l4_summary(s: &mut String, proto: u8, src: &str, dst: &str, l4: &[u8], l4_len: usize, v6: bool) {
-    // IPv6 addresses with ports are bracketed so the port stays readable.
-    let ep = |a: &str, p: u16| {
-        if v6 {
-            format!("[{a}]:{p}")
+/// An address with a port; IPv6 addresses are bracketed so the port
+/// stays readable.
+struct Ep<'a>(&'a dyn Display, u16, bool);
+
+impl Display for Ep<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.2 {
+            write!(f, "[{}]:{}", self.0, self.1)
         } else {
-            format!("{a}:{p}")
+            write!(f, "{}:{}", self.0, self.1)
         }
-    };
+    }
+}
+
+type Addr<'a> = &'a dyn Display;
+
+fn l4_summary(s: &mut String, proto: u8, src: Addr, dst: Addr, l4: &[u8], l4_len: usize, v6: bool) {
+    fn ep(a: Addr<'_>, p: u16, v6: bool) -> Ep<'_> {
+        Ep(a, p, v6)
+    }
     match proto {
         6 => {
             let (Some(sp), Some(dp), Some(seq), Some(ack), Some(&off), Some(&fl)) = (
@@ -219,8 +222,8 @@ fn l4_summary(s: &mut String, proto: u8, src: &str, dst: &str, l4: &[u8], l4_len
             let _ = write!(
                 s,
                 "TCP {} > {} [{}] seq {seq}",
-                ep(src, sp),
-                ep(dst, dp),
+                ep(src, sp, v6),
+                ep(dst, dp, v6),
                 tcp_flags(fl)
             );
             if fl & 0x10 != 0 {
@@ -236,8 +239,8 @@ fn l4_summary(s: &mut String, proto: u8, src: &str, dst: &str, l4: &[u8], l4_len
             let _ = write!(
                 s,
                 "UDP {} > {} len {}",
-                ep(src, sp),
-                ep(dst, dp),
+                ep(src, sp, v6),
+                ep(dst, dp, v6),
                 (ulen as usize).saturating_sub(8)
             );
         }
@@ -275,7 +278,7 @@ fn tcp_flags(fl: u8) -> String {
     f
 }
 
-fn icmp4(s: &mut String, src: &str, dst: &str, l4: &[u8]) {
+fn icmp4(s: &mut String, src: Addr, dst: Addr, l4: &[u8]) {
     let (Some(&ty), Some(&code)) = (l4.first(), l4.get(1)) else {
         let _ = write!(s, "ICMP {src} > {dst}{TRUNC}");
         return;
@@ -321,7 +324,7 @@ fn icmp4(s: &mut String, src: &str, dst: &str, l4: &[u8]) {
     }
 }
 
-fn icmp6(s: &mut String, src: &str, dst: &str, l4: &[u8]) {
+fn icmp6(s: &mut String, src: Addr, dst: Addr, l4: &[u8]) {
     let (Some(&ty), Some(&code)) = (l4.first(), l4.get(1)) else {
         let _ = write!(s, "ICMP6 {src} > {dst}{TRUNC}");
         return;

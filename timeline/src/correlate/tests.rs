@@ -536,3 +536,50 @@ fn hop_pair_latencies_are_summarised_over_packets() {
     assert_eq!((q.from.as_str(), q.count), ("net:netif_rx", 100));
     assert!(near(q.max_ns, 500));
 }
+
+#[test]
+fn poll_each_reuses_its_buffer_without_leaking_the_previous_packet() {
+    // A long dropped packet, then a short one without bytes: built in the
+    // same buffer, the second must carry nothing of the first.
+    let feed = |c: &mut Correlator| {
+        let arp = frame::arp(1, [2, 0, 0, 0, 0, 1], [10, 0, 0, 1], [10, 0, 0, 2]);
+        for (i, p) in [
+            id::VETH_XMIT,
+            id::TP_NETIF_RX,
+            id::__NETIF_RECEIVE_SKB_CORE,
+            id::IP_RCV,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            c.push(&ev(p, 0, 1000 + i as u64, 0xa000, 0xb000, &ping(1)));
+        }
+        let mut d = ev(
+            id::TP_KFREE_SKB,
+            fl::END | fl::DROP,
+            2000,
+            0xa000,
+            0xb000,
+            &ping(1),
+        );
+        d.reason = 5;
+        c.push(&d);
+        let mut e = ev(id::VETH_XMIT, 0, 3000, 0xc000, 0xd000, &arp);
+        synth::set_comm(&mut e, "");
+        c.push(&e);
+    };
+    let mut fresh = Correlator::new(cfg());
+    feed(&mut fresh);
+    let want = fresh.finish();
+    let mut reused = Correlator::new(cfg());
+    feed(&mut reused);
+    let mut got = Vec::new();
+    reused.finish_each(|t| got.push(t.clone()));
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].hops.len(), 1);
+    assert_eq!(got[1].hops[0].drop_reason, None);
+    assert_eq!(got[1].hops[0].comm, "");
+    assert!(got[1].summary.starts_with("ARP") && !got[1].dropped);
+    assert_eq!(got[0].hops[4].drop_reason.as_deref(), Some("5"));
+}
