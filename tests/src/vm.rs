@@ -43,10 +43,17 @@ pub struct GuestOutput {
     pub console: String,
 }
 
-/// Guest size: 2 vCPUs on a 2-core host boot as fast as 1 and let the tests
-/// see more than one CPU; memory is only touched as used.
-const GUEST_CPUS: &str = "2";
-const GUEST_MEMORY: &str = "2G";
+/// Guest size, overridable with SKBTRACE_VM_CPUS / SKBTRACE_VM_MEMORY /
+/// SKBTRACE_VM_CPU_MODEL (for measuring; see tests/VM.md). Memory is only
+/// touched as used.
+fn guest_size() -> (String, String, String) {
+    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    (
+        var("SKBTRACE_VM_CPUS", "2"),
+        var("SKBTRACE_VM_MEMORY", "2G"),
+        var("SKBTRACE_VM_CPU_MODEL", "max"),
+    )
+}
 
 /// PID 1 in the guest. Busybox only (static, one binary read over 9p):
 /// every exec of a dynamically linked tool costs a round of 9p reads under
@@ -417,10 +424,11 @@ impl JobDir {
         if job.contains([',', ' ']) {
             return Err(format!("temp dir path {job} has a comma or space"));
         }
+        let (cpus, memory, model) = guest_size();
         let mut cmd = Command::new(&setup.qemu);
         cmd.args(["-nodefaults", "-no-user-config", "-name", "skbtrace-vm"])
-            .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max"])
-            .args(["-smp", GUEST_CPUS, "-m", GUEST_MEMORY])
+            .args(["-machine", "q35", "-accel", "tcg", "-cpu", &model])
+            .args(["-smp", &cpus, "-m", &memory])
             .args(["-display", "none", "-vga", "none", "-no-reboot"])
             .args([
                 "-fsdev",

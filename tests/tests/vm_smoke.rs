@@ -182,3 +182,52 @@ fn timeout_kills_the_guest() {
         .collect();
     assert!(left.is_empty(), "qemu left behind: {left:?}");
 }
+
+/// Boot-time measurement, not part of CI: `cargo test -p tests --test
+/// vm_smoke -- --ignored boot_times --nocapture` (SKBTRACE_VM_BOOTS=n).
+#[test]
+#[ignore]
+fn boot_times() {
+    let n: usize = std::env::var("SKBTRACE_VM_BOOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for i in 0..n {
+        let out = run_in_guest("cut -d' ' -f1 /proc/uptime", &[], Duration::from_secs(120));
+        eprintln!(
+            "boot {i}: boot_and_run {:.2}s, guest uptime at script {}",
+            out.boot_and_run.as_secs_f64(),
+            out.stdout.trim()
+        );
+    }
+}
+
+/// Backend of scripts/vm-run.sh: runs SKBTRACE_VM_SCRIPT in the guest and
+/// writes its stdout, stderr, console and status to the files named by
+/// SKBTRACE_VM_RESULT_DIR (the wrapper prints them and exits with the status).
+#[test]
+#[ignore]
+fn run_script() {
+    let (Some(script), Some(dir)) = (
+        std::env::var_os("SKBTRACE_VM_SCRIPT"),
+        std::env::var_os("SKBTRACE_VM_RESULT_DIR"),
+    ) else {
+        panic!("run_script is driven by scripts/vm-run.sh");
+    };
+    let timeout = std::env::var("SKBTRACE_VM_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let out = run_in_guest(&script.to_string_lossy(), &[], Duration::from_secs(timeout));
+    let dir = std::path::PathBuf::from(dir);
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    write("stdout", &out.stdout);
+    write("stderr", &out.stderr);
+    write("console", &out.console);
+    write(
+        "status",
+        &format!("{} {:.2}\n", out.status, out.boot_and_run.as_secs_f64()),
+    );
+}
