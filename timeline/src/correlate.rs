@@ -198,6 +198,9 @@ fn set(s: &mut String, v: &str) {
     s.push_str(v);
 }
 
+/// Hops kept per packet; later ones are counted as lost for that timeline.
+pub const MAX_HOPS: usize = 1024;
+
 /// Packet buffers kept for reuse (about 4 KiB each).
 const SPARE_PACKETS: usize = 1024;
 
@@ -381,7 +384,14 @@ impl Correlator {
         let Some(p) = self.packets.get_mut(&pkt) else {
             return;
         };
-        p.events.push(*ev);
+        // A packet that loops (or an skb that lives for ever) must not grow
+        // without bound: keep the first MAX_HOPS hops, and say the timeline
+        // is missing some.
+        if p.events.len() < MAX_HOPS {
+            p.events.push(*ev);
+        } else {
+            p.lost = true;
+        }
         p.last_ts = p.last_ts.max(ev.ts_ns);
         p.first_ts = p.first_ts.min(ev.ts_ns);
         // Index each fingerprint once per packet: one hash insert per

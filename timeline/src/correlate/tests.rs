@@ -583,3 +583,17 @@ fn poll_each_reuses_its_buffer_without_leaking_the_previous_packet() {
     assert!(got[1].summary.starts_with("ARP") && !got[1].dropped);
     assert_eq!(got[0].hops[4].drop_reason.as_deref(), Some("5"));
 }
+
+#[test]
+fn a_looping_packet_keeps_its_first_hops_and_says_it_lost_the_rest() {
+    let mut c = Correlator::new(cfg());
+    let f = ping(1);
+    for i in 0..(MAX_HOPS as u64 + 10) {
+        c.push(&ev(id::BR_FORWARD, 0, 1000 + i, 0xa000, 0xb000, &f));
+    }
+    let out = c.finish();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].hops.len(), MAX_HOPS);
+    assert!(out[0].lost_events);
+    assert_eq!(out[0].hops[0].ts_ns, 1000);
+}
