@@ -235,20 +235,22 @@ impl App {
         let e = Entry::new(self.next_seq, tl);
         self.next_seq += 1;
         if self.paused {
+            // The list on screen stays as it is; the newest max_packets
+            // wait for resume.
             self.pending.push_back(e);
             if self.pending.len() > self.max_packets {
                 self.pending.pop_front();
+                self.totals.evicted += 1;
             }
-        } else {
-            self.packets.push_back(e);
+            return;
         }
+        self.packets.push_back(e);
         self.evict();
         self.dirty = true;
     }
 
     fn evict(&mut self) {
-        // Kept packets plus those waiting for resume never exceed the bound.
-        while self.packets.len() + self.pending.len() > self.max_packets {
+        while self.packets.len() > self.max_packets {
             let Some(old) = self.packets.pop_front() else {
                 break;
             };
@@ -306,10 +308,11 @@ impl App {
         let any_marked = self
             .view
             .iter()
-            .any(|&i| self.marked.contains(&self.packets[i].seq));
+            .filter_map(|&i| self.packets.get(i))
+            .any(|e| self.marked.contains(&e.seq));
         self.view
             .iter()
-            .map(|&i| &self.packets[i])
+            .filter_map(|&i| self.packets.get(i))
             .filter(move |e| !any_marked || self.marked.contains(&e.seq))
             .map(|e| &e.tl)
     }
@@ -357,7 +360,11 @@ impl App {
         if follow_target {
             self.selected = n - 1;
         } else if let Some(seq) = self.selected_seq {
-            match self.view.iter().position(|&i| self.packets[i].seq == seq) {
+            match self
+                .view
+                .iter()
+                .position(|&i| self.packets.get(i).is_some_and(|e| e.seq == seq))
+            {
                 Some(p) => self.selected = p,
                 None => self.selected = self.selected.min(n - 1),
             }
@@ -419,6 +426,9 @@ impl App {
     /// Handles one key press. Quitting and exporting are left to the
     /// caller (they end the loop or do I/O).
     pub fn on_key(&mut self, key: KeyEvent) -> Action {
+        // Keys act on the list as shown; bring it up to date with any
+        // packets pushed since the last refresh.
+        self.refresh();
         if key.modifiers.contains(KeyModifiers::CONTROL)
             && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('d'))
         {

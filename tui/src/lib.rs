@@ -96,6 +96,45 @@ pub fn run_replay(
     event_loop(app, None, &opts)
 }
 
+/// What one [`drain`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Inputs taken from the channel.
+    pub received: usize,
+    /// Stopped at the time budget with input still waiting.
+    pub more: bool,
+    /// The sender is gone: the source ended.
+    pub disconnected: bool,
+}
+
+/// Takes what the channel holds into `app` without ever waiting on it,
+/// stopping after `budget` so keys stay responsive during a burst.
+pub fn drain(app: &mut App, rx: &Receiver<Input>, budget: Duration) -> Drained {
+    let started = Instant::now();
+    let mut d = Drained::default();
+    loop {
+        match rx.try_recv() {
+            Ok(Input::Timeline(t)) => app.push(t),
+            Ok(Input::Status(s)) => app.set_status(s),
+            Ok(Input::End) => app.end_of_source(),
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => {
+                app.end_of_source();
+                d.disconnected = true;
+                break;
+            }
+        }
+        d.received += 1;
+        // Checking the clock every 256 inputs keeps its cost out of the
+        // per-packet path.
+        if d.received % 256 == 0 && started.elapsed() >= budget {
+            d.more = true;
+            break;
+        }
+    }
+    d
+}
+
 /// One loop selecting over data (drained with try_recv), keys (polled with a
 /// short timeout) and ticks; draws only when something changed.
 fn event_loop(mut app: App, rx: Option<Receiver<Input>>, opts: &Options) -> anyhow::Result<()> {
@@ -109,24 +148,11 @@ fn event_loop(mut app: App, rx: Option<Receiver<Input>>, opts: &Options) -> anyh
         }
         let mut more = false;
         if let Some(r) = &rx {
-            let started = Instant::now();
-            loop {
-                match r.try_recv() {
-                    Ok(Input::Timeline(t)) => app.push(t),
-                    Ok(Input::Status(s)) => app.set_status(s),
-                    Ok(Input::End) => app.end_of_source(),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        app.end_of_source();
-                        rx = None;
-                        break;
-                    }
-                }
-                redraw = true;
-                if started.elapsed() >= DRAIN_BUDGET {
-                    more = true;
-                    break;
-                }
+            let d = drain(&mut app, r, DRAIN_BUDGET);
+            redraw |= d.received > 0 || d.disconnected;
+            more = d.more;
+            if d.disconnected {
+                rx = None;
             }
         }
         if redraw {

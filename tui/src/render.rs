@@ -638,7 +638,8 @@ impl App {
                 let marked = self
                     .view
                     .iter()
-                    .any(|&i| self.marked.contains(&self.packets[i].seq));
+                    .filter_map(|&i| self.packets.get(i))
+                    .any(|e| self.marked.contains(&e.seq));
                 let f = sfmt!(160; "export {} {} packets as: j JSON Lines │ c pcapng │ other key cancels", n, if marked { "marked" } else { "listed" });
                 put(buf, area.x, msg_line, f.as_str(), area.width, WARN);
             }

@@ -493,6 +493,34 @@ fn pause_holds_the_list_while_statistics_keep_counting() {
 }
 
 #[test]
+fn a_long_pause_keeps_the_frozen_list_and_the_newest_waiting() {
+    let mut app = App::new(&Options {
+        max_packets: 10,
+        ..opts()
+    });
+    for id in 1..=10 {
+        app.push(veth_packet(id, 1_000));
+    }
+    app.refresh();
+    app.on_key(key('p'));
+    for id in 11..=40 {
+        app.push(veth_packet(id, 1_000));
+    }
+    app.refresh();
+    let buf = render(&app, 100, 30);
+    // Still the ten packets that were there when p was pressed.
+    line_with(&buf, "Packets 10/10 │ seen 40");
+    line_with(&buf, "seq 10");
+    line_with(&buf, "PAUSED +10");
+    app.on_key(key('p'));
+    let buf = render(&app, 100, 30);
+    // On resume the newest ten replace them.
+    line_with(&buf, "seq 40");
+    assert!(find(&buf, "seq 10 ").is_none() && !lines(&buf).iter().any(|l| l.ends_with("seq 10")));
+    line_with(&buf, "over all 40 packets (30 no longer listed)");
+}
+
+#[test]
 fn status_line_shows_rate_losses_and_probes() {
     let mut app = App::new(&opts());
     app.set_status(Status {
