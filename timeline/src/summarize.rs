@@ -519,4 +519,47 @@ mod tests {
             "ICMP 10.0.1.1 > 10.0.2.1 echo-request [truncated]"
         );
     }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // xorshift: deterministic garbage, with the ethertype and IP
+        // version/IHL/protocol bytes forced to the values that reach each
+        // parser, at every length up to a full capture.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        };
+        for et in [0x0800u16, 0x86dd, 0x0806, 0x8100, 0x88a8, 0x1234] {
+            for proto in [1u8, 6, 17, 58, 0, 43, 44, 60, 99] {
+                for len in 0..=probes::CAPTURE_LEN {
+                    let mut b: Vec<u8> = (0..len).map(|_| next()).collect();
+                    if len >= 14 {
+                        b[12..14].copy_from_slice(&et.to_be_bytes());
+                    }
+                    if len > 14 {
+                        b[14] = if et == 0x86dd {
+                            0x60
+                        } else {
+                            0x40 | (next() & 0x0f)
+                        };
+                    }
+                    if len > 23 {
+                        b[23] = proto;
+                    }
+                    if len > 20 {
+                        b[20] = proto;
+                    }
+                    let _ = summarize(&b, true, 0);
+                    let _ = summarize(&b, false, 0);
+                    let _ = summarize(&b, false, et);
+                    if let Some(l3) = b.get(14..) {
+                        let _ = summarize(l3, false, et);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -141,6 +141,10 @@ pub mod frame {
 /// An event as `on_skb` would write it: `frame` starts at the Ethernet
 /// header; with `l2` false the capture starts at L3 (the first 14 bytes are
 /// skipped). The fingerprint is computed from the bytes like the kernel does.
+///
+/// # Panics
+///
+/// If `frame` is shorter than an Ethernet header (14 bytes): test data only.
 #[allow(clippy::too_many_arguments)]
 pub fn event(
     probe: u16,
