@@ -454,6 +454,15 @@ impl Correlator {
         }
     }
 
+    /// Registers an attached probe and its method (a `probes::method`
+    /// code), so the summary lists it even if it never fires: a probe with
+    /// 0 events is worth seeing. Optional.
+    pub fn note_attached(&mut self, probe: u16, method: u8) {
+        let c = self.counter(probe);
+        c.method = method;
+        c.seen = true;
+    }
+
     /// Records a probe's cumulative lost-event counter (from the kernel's
     /// per-probe stats). When it grew since the last call, every packet
     /// still open (a live skb) is marked `lost_events`: the lost event may

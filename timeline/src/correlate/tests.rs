@@ -597,3 +597,20 @@ fn a_looping_packet_keeps_its_first_hops_and_says_it_lost_the_rest() {
     assert!(out[0].lost_events);
     assert_eq!(out[0].hops[0].ts_ns, 1000);
 }
+
+#[test]
+fn attached_probes_are_listed_even_without_events() {
+    let mut c = Correlator::new(cfg());
+    c.note_attached(id::BR_HANDLE_FRAME, m::FENTRY);
+    c.note_attached(id::VETH_XMIT, m::KPROBE);
+    c.push(&ev(id::VETH_XMIT, 0, 1000, 0xa000, 0xb000, &ping(1)));
+    let probes = c.probe_counts();
+    let listed: Vec<(&str, &str, u64)> = probes
+        .iter()
+        .map(|p| (p.probe.as_str(), p.method.as_str(), p.events))
+        .collect();
+    assert_eq!(
+        listed,
+        [("veth_xmit", "kprobe", 1), ("br_handle_frame", "fentry", 0)]
+    );
+}
