@@ -551,7 +551,8 @@ impl App {
             for (p, n) in st.lost_per_probe.iter().filter(|(_, n)| *n > 0) {
                 let _ = write!(s, " {p}={n}");
             }
-        } else {
+        } else if self.summary.is_none() {
+            // A replay's summary already said "0 lost".
             s.push_str(" │ lost: 0");
         }
         if !st.probes.is_empty() {

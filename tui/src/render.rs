@@ -375,7 +375,7 @@ impl App {
             }
         }
         // Label columns sized to the longest value, then cut back so the bars
-        // keep a third of the width (a quarter in zoom). Below 60 columns
+        // keep a third of the width (a fifth in zoom). Below 60 columns
         // only probe and delta stay: the probe name matters most.
         let max_probe = tl
             .hops
@@ -401,13 +401,7 @@ impl App {
         } else {
             2 + 1 + 1 + 6 + 9 + 1
         } + extra;
-        let bar_share = if compact {
-            w / 5
-        } else if zoom {
-            w / 4
-        } else {
-            w / 3
-        };
+        let bar_share = if compact || zoom { w / 5 } else { w / 3 };
         let budget = w.saturating_sub(fixed + bar_share);
         let mut probe_w = max_probe.min(32);
         let mut dev_w = if compact { 0 } else { max_dev.min(24) };
