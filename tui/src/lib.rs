@@ -146,6 +146,9 @@ fn event_loop(mut app: App, rx: Option<Receiver<Input>>, opts: &Options) -> anyh
         if stop.flag.load(Ordering::Relaxed) {
             break;
         }
+        if term::panicked() {
+            anyhow::bail!("stopped: a thread panicked (its message is above)");
+        }
         let mut more = false;
         if let Some(r) = &rx {
             let d = drain(&mut app, r, DRAIN_BUDGET);

@@ -19,17 +19,27 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// Set while the terminal is in TUI mode; the panic hook restores only then.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// A panic (on any thread) restored the terminal under the running TUI: the
+/// event loop must stop drawing.
+static PANICKED: AtomicBool = AtomicBool::new(false);
 static HOOK: Once = Once::new();
 
 /// Leaves raw mode and the alternate screen; does nothing when not active,
-/// so the guard and the panic hook can both call it.
-fn restore() {
-    if ACTIVE.swap(false, Ordering::SeqCst) {
-        let _ = disable_raw_mode();
-        let mut out = io::stdout();
-        let _ = execute!(out, LeaveAlternateScreen, Show);
-        let _ = out.flush();
+/// so the guard and the panic hook can both call it. True if it restored.
+fn restore() -> bool {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return false;
     }
+    let _ = disable_raw_mode();
+    let mut out = io::stdout();
+    let _ = execute!(out, LeaveAlternateScreen, Show);
+    let _ = out.flush();
+    true
+}
+
+/// True once a panic has taken the terminal back from this TUI session.
+pub fn panicked() -> bool {
+    PANICKED.load(Ordering::SeqCst)
 }
 
 pub struct TerminalGuard {
@@ -42,16 +52,21 @@ impl TerminalGuard {
             let prev = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
                 // Restore first, or the panic message lands on the alternate
-                // screen and vanishes with it.
-                restore();
+                // screen and vanishes with it. A panic on another thread (the
+                // source) also stops the TUI, which would otherwise go on
+                // drawing over the restored screen.
+                if restore() {
+                    PANICKED.store(true, Ordering::SeqCst);
+                }
                 prev(info);
             }));
         });
         enable_raw_mode()?;
+        PANICKED.store(false, Ordering::SeqCst);
         ACTIVE.store(true, Ordering::SeqCst);
         let mut out = io::stdout();
         if let Err(e) = execute!(out, EnterAlternateScreen) {
-            restore();
+            let _ = restore();
             return Err(e);
         }
         match Terminal::new(CrosstermBackend::new(out)) {
@@ -61,7 +76,7 @@ impl TerminalGuard {
                 Ok(TerminalGuard { terminal })
             }
             Err(e) => {
-                restore();
+                let _ = restore();
                 Err(e)
             }
         }
@@ -70,7 +85,7 @@ impl TerminalGuard {
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        restore();
+        let _ = restore();
     }
 }
 
