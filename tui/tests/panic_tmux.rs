@@ -134,6 +134,11 @@ fn a_panic_restores_the_terminal_and_stops_the_tui() {
         s.contains("boom in the source thread"),
         "panic message not visible:\n{s}"
     );
+    // The TUI noticed and returned an error instead of drawing on.
+    assert!(
+        s.contains("run returned error: stopped: a thread panicked"),
+        "{s}"
+    );
     let modes = s
         .lines()
         .find(|l| l.contains("icanon"))
