@@ -368,19 +368,34 @@ fn replay_tui_moves_through_packets_and_quits_cleanly() {
     t.keys(&["Up"]);
     t.wait_for("packet 1 again", |s| s.contains("Waterfall #1"));
 
+    // A smaller terminal: redrawn to the new width at once.
+    t.out(&["resize-window", "-t", "tui", "-x", "80", "-y", "24"]);
+    let s = t.wait_for("a redraw at 80 columns", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.ends_with('┐') && l.chars().count() == 80)
+    });
+    assert!(s.contains("Waterfall #1"), "{s}");
+
     t.keys(&["q"]);
+    assert_restored(&t);
+}
+
+fn restores_on_signal(tag: &str, sig: nix::sys::signal::Signal) {
+    let t = Tmux::start(tag, SCRIPT);
+    t.wait_for("the TUI", |s| s.contains("Waterfall #1"));
+    let pid = t.tui_pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+        .unwrap_or_else(|e| panic!("kill -{sig} the TUI: {e}"));
     assert_restored(&t);
 }
 
 #[test]
 fn replay_tui_restores_the_terminal_on_sigterm() {
-    let t = Tmux::start("term", SCRIPT);
-    t.wait_for("the TUI", |s| s.contains("Waterfall #1"));
-    let pid = t.tui_pid();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill -TERM the TUI");
-    assert_restored(&t);
+    restores_on_signal("term", nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn replay_tui_restores_the_terminal_on_sigint() {
+    restores_on_signal("int", nix::sys::signal::Signal::SIGINT);
 }

@@ -80,6 +80,10 @@ const TICK: Duration = Duration::from_millis(50);
 const DRAIN_BUDGET: Duration = Duration::from_millis(30);
 
 /// Runs the TUI until the user quits; returns when q/SIGINT/SIGTERM. Never blocks on `rx`.
+///
+/// SIGINT, SIGTERM and SIGHUP are handled while it runs; after it returns
+/// they terminate the process (exit status 130) instead of being ignored.
+/// A panic on any thread restores the terminal and makes it return an error.
 pub fn run(rx: Receiver<Input>, opts: Options) -> anyhow::Result<()> {
     let app = App::new(&opts);
     event_loop(app, Some(rx), &opts)

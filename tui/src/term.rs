@@ -94,34 +94,32 @@ impl Drop for TerminalGuard {
 /// second one while the first is pending exits at once, for a stuck UI.
 pub struct StopSignals {
     pub flag: Arc<AtomicBool>,
-    ids: Vec<SigId>,
+    setters: Vec<SigId>,
 }
 
 impl StopSignals {
     pub fn register() -> io::Result<StopSignals> {
         let flag = Arc::new(AtomicBool::new(false));
-        let mut s = StopSignals {
-            flag: flag.clone(),
-            ids: Vec::new(),
-        };
+        let mut setters = Vec::new();
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             // Registered before the flag setter, so it sees the flag as it
             // was before this signal: set only by an earlier one.
-            s.ids.push(signal_hook::flag::register_conditional_shutdown(
-                sig,
-                130,
-                flag.clone(),
-            )?);
-            s.ids.push(signal_hook::flag::register(sig, flag.clone())?);
+            signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())?;
+            setters.push(signal_hook::flag::register(sig, flag.clone())?);
         }
-        Ok(s)
+        Ok(StopSignals { flag, setters })
     }
 }
 
 impl Drop for StopSignals {
     fn drop(&mut self) {
-        for id in self.ids.drain(..) {
+        // signal-hook never reinstates the default action, so removing
+        // everything would leave the caller's process deaf to Ctrl-C and
+        // kill. Instead the flag setters go and the flag is raised: from now
+        // on these signals end the process (exit status 130), as by default.
+        for id in self.setters.drain(..) {
             signal_hook::low_level::unregister(id);
         }
+        self.flag.store(true, Ordering::SeqCst);
     }
 }
