@@ -502,9 +502,15 @@ impl App {
             KeyCode::Home | KeyCode::Char('g') => self.select_first(),
             KeyCode::End | KeyCode::Char('G') => self.select_last(),
             // In zoom the waterfall may be longer than the screen.
-            KeyCode::Char('J') => self.hop_offset = self.hop_offset.saturating_add(1),
+            KeyCode::Char('J') => {
+                let hops = self.selected_entry().map_or(0, |e| e.tl.hops.len());
+                self.hop_offset = (self.hop_offset + 1).min(hops.saturating_sub(1));
+            }
             KeyCode::Char('K') => self.hop_offset = self.hop_offset.saturating_sub(1),
             KeyCode::Enter => self.zoom = !self.zoom,
+            KeyCode::Char('p') if !self.live => {
+                self.message = "a replay has nothing to pause".into();
+            }
             KeyCode::Char('p') => self.set_paused(!self.paused),
             KeyCode::Char(' ') | KeyCode::Char('m') => {
                 if let Some(seq) = self.selected_entry().map(|e| e.seq)

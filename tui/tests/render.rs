@@ -742,3 +742,39 @@ fn selected_row_is_reversed() {
     assert!(buf[(5, y2)].modifier.contains(Modifier::REVERSED));
     assert!(!buf[(5, y1)].modifier.contains(Modifier::REVERSED));
 }
+
+#[test]
+fn long_packets_keep_the_slowest_hop_in_view_and_scroll_when_zoomed() {
+    // 30 hops, the 25th slow: more than the waterfall pane's rows.
+    let hops: Vec<(String, u64)> = (0..30)
+        .map(|i| (format!("hop_{i:02}"), if i == 25 { 50_000 } else { 300 }))
+        .collect();
+    let spec: Vec<(&str, &str, u64)> = hops
+        .iter()
+        .map(|(p, d)| (p.as_str(), "veth0", *d))
+        .collect();
+    let mut app = App::replay(vec![packet(1, 0, &spec)], None, &Options::default());
+    let buf = render(&app, 100, 30);
+    let wf = waterfall_rows(&buf);
+    assert!(
+        wf.iter().any(|l| l.starts_with("│* hop_25")),
+        "{}",
+        wf.join("\n")
+    );
+
+    app.on_key(code(KeyCode::Enter));
+    let buf = render(&app, 100, 20);
+    line_with(&buf, "hop_00");
+    assert!(find(&buf, "hop_20").is_none());
+    for _ in 0..100 {
+        app.on_key(key('J'));
+    }
+    // Scrolled to the end, the last hop shows, and K comes back one at a time.
+    let buf = render(&app, 100, 20);
+    line_with(&buf, "hop_29");
+    assert!(find(&buf, "hop_00").is_none());
+    for _ in 0..29 {
+        app.on_key(key('K'));
+    }
+    line_with(&render(&app, 100, 20), "hop_00");
+}
