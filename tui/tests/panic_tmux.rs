@@ -63,6 +63,8 @@ fn tmux(sock: &str, args: &[&str]) -> String {
         .arg("-L")
         .arg(sock)
         .args(args)
+        // CI may have no TERM; the pane needs one for the TUI.
+        .env("TERM", "xterm-256color")
         .output()
         .unwrap_or_else(|e| panic!("cannot run tmux (scripts/setup.sh installs it): {e}"));
     assert!(
