@@ -222,7 +222,7 @@ pub struct ProbeStats {
 
 // Layout checks: a change here must bump EVENT_VERSION.
 const _: () = assert!(core::mem::size_of::<Event>() == 112 + CAPTURE_LEN);
-const _: () = assert!(core::mem::size_of::<Event>() % 8 == 0);
+const _: () = assert!(core::mem::size_of::<Event>().is_multiple_of(8));
 const _: () = assert!(core::mem::size_of::<Config>() == 16 + 56);
 const _: () = assert!(core::mem::size_of::<ProbeStats>() == 24);
 

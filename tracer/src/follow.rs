@@ -167,23 +167,19 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
     let complete = RefCell::new(0u64);
     let mut bad = 0u64;
     let sink_error: RefCell<Option<std::io::Error>> = RefCell::new(None);
-    let emit = |ts: Vec<Timeline>| -> ControlFlow<()> {
-        let mut sinks = sinks.borrow_mut();
-        for t in &ts {
-            if t.complete {
-                *complete.borrow_mut() += 1;
-            }
-            if let Err(e) = sinks.timeline(t) {
-                *sink_error.borrow_mut() = Some(e);
-                return ControlFlow::Break(());
-            }
+    // Sinks see timelines by reference (poll_each): no copy per packet.
+    let emit_one = |t: &Timeline| {
+        if t.complete {
+            *complete.borrow_mut() += 1;
         }
-        if opts.count.is_some_and(|c| *complete.borrow() >= c) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
+        if sink_error.borrow().is_none()
+            && let Err(e) = sinks.borrow_mut().timeline(t)
+        {
+            *sink_error.borrow_mut() = Some(e);
         }
     };
+    let enough =
+        || sink_error.borrow().is_some() || opts.count.is_some_and(|c| *complete.borrow() >= c);
     let mut last_status = Instant::now();
     let mut last_events = 0u64;
     let stop = crate::runtime()?.block_on(drain(
@@ -217,7 +213,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
                     }
                 }
             }
-            let done = corr.borrow_mut().poll(now_mono_ns());
+            corr.borrow_mut().poll_each(now_mono_ns(), emit_one);
             if let Some(tx) = &opts.tui
                 && last_status.elapsed() >= Duration::from_secs(1)
             {
@@ -232,13 +228,16 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
                     source: format!("live: {}", opts.target.dev),
                 }));
             }
-            emit(done)
+            if enough() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         },
     ))?;
 
     // Whatever is still open ends here, as incomplete.
-    let rest = corr.borrow_mut().finish();
-    let _ = emit(rest);
+    corr.borrow_mut().finish_each(emit_one);
     if let Ok(stats) = session.stats() {
         let mut c = corr.borrow_mut();
         for (id, s) in stats {
