@@ -16,7 +16,7 @@ APT_PACKAGES=(
     tshark iperf3 tmux
     openvswitch-switch
     qemu-system-x86 linux-image-amd64 busybox-static
-    python3-pip
+    python3-pip xz-utils
 )
 
 missing=()

@@ -34,14 +34,17 @@ pub fn l4_words(proto: u8, l4: &[u8; 16]) -> [u32; 3] {
 }
 
 /// Fingerprint of an IPv4 packet. Addresses and words in network order as
-/// read from the packet (`u32::from_be_bytes`).
+/// read from the packet (`u32::from_be_bytes`). The total length keeps a
+/// pure ACK and the data segment that follows it (same seq/ack, often the
+/// same IP id) apart.
 #[inline(always)]
-pub fn ipv4(saddr: u32, daddr: u32, proto: u8, ip_id: u16, l4: [u32; 3]) -> u64 {
+pub fn ipv4(saddr: u32, daddr: u32, proto: u8, ip_id: u16, tot_len: u16, l4: [u32; 3]) -> u64 {
     let mut h = FNV_OFFSET;
     h = mix(h, 4);
     h = mix(h, saddr);
     h = mix(h, daddr);
     h = mix(h, ((proto as u32) << 16) | ip_id as u32);
+    h = mix(h, tot_len as u32);
     h = mix(h, l4[0]);
     h = mix(h, l4[1]);
     h = mix(h, l4[2]);
@@ -51,7 +54,14 @@ pub fn ipv4(saddr: u32, daddr: u32, proto: u8, ip_id: u16, l4: [u32; 3]) -> u64 
 /// Fingerprint of an IPv6 packet: addresses as 4+4 words, flow label,
 /// next header, then the same L4 words as IPv4.
 #[inline(always)]
-pub fn ipv6(saddr: [u32; 4], daddr: [u32; 4], flow_label: u32, next: u8, l4: [u32; 3]) -> u64 {
+pub fn ipv6(
+    saddr: [u32; 4],
+    daddr: [u32; 4],
+    flow_label: u32,
+    next: u8,
+    payload_len: u16,
+    l4: [u32; 3],
+) -> u64 {
     let mut h = FNV_OFFSET;
     h = mix(h, 6);
     h = mix(h, saddr[0]);
@@ -63,6 +73,7 @@ pub fn ipv6(saddr: [u32; 4], daddr: [u32; 4], flow_label: u32, next: u8, l4: [u3
     h = mix(h, daddr[2]);
     h = mix(h, daddr[3]);
     h = mix(h, ((next as u32) << 20) | (flow_label & 0x000f_ffff));
+    h = mix(h, payload_len as u32);
     h = mix(h, l4[0]);
     h = mix(h, l4[1]);
     h = mix(h, l4[2]);
@@ -94,7 +105,8 @@ pub fn from_l3(ethertype: u16, l3: &[u8]) -> u64 {
                 l4[..n].copy_from_slice(&l3[ihl..ihl + n]);
             }
             let ip_id = u16::from_be_bytes([l3[4], l3[5]]);
-            ipv4(be32(12), be32(16), proto, ip_id, l4_words(proto, &l4))
+            let tot_len = u16::from_be_bytes([l3[2], l3[3]]);
+            ipv4(be32(12), be32(16), proto, ip_id, tot_len, l4_words(proto, &l4))
         }
         0x86dd => {
             if l3.len() < 40 || l3[0] >> 4 != 6 {
@@ -109,9 +121,58 @@ pub fn from_l3(ethertype: u16, l3: &[u8]) -> u64 {
                 [be32(24), be32(28), be32(32), be32(36)],
                 be32(0),
                 next,
+                u16::from_be_bytes([l3[4], l3[5]]),
                 l4_words(next, &l4),
             )
         }
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IPv4 + TCP header with the given id, total length, seq, ack, TTL.
+    fn tcp(id: u16, tot_len: u16, seq: u32, ack: u32, ttl: u8) -> [u8; 40] {
+        let mut p = [0u8; 40];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&tot_len.to_be_bytes());
+        p[4..6].copy_from_slice(&id.to_be_bytes());
+        p[8] = ttl;
+        p[9] = IPPROTO_TCP;
+        p[10] = ttl; // a checksum that changes with the TTL
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&5201u16.to_be_bytes());
+        p[24..28].copy_from_slice(&seq.to_be_bytes());
+        p[28..32].copy_from_slice(&ack.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn forwarding_changes_do_not_change_the_fingerprint() {
+        // A router decrements the TTL and rewrites the checksum.
+        let a = from_l3(0x0800, &tcp(7, 140, 1000, 5, 64));
+        let b = from_l3(0x0800, &tcp(7, 140, 1000, 5, 63));
+        assert_ne!(a, 0);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn an_ack_and_the_data_segment_after_it_differ() {
+        let ack = from_l3(0x0800, &tcp(7, 40, 1000, 5, 64));
+        let data = from_l3(0x0800, &tcp(7, 140, 1000, 5, 64));
+        assert_ne!(ack, data);
+        assert_ne!(from_l3(0x0800, &tcp(8, 140, 1000, 5, 64)), data, "IP id counts");
+        assert_ne!(from_l3(0x0800, &tcp(7, 140, 1100, 5, 64)), data, "seq counts");
+    }
+
+    #[test]
+    fn non_ip_and_short_packets_have_none() {
+        assert_eq!(from_l3(0x0806, &[0u8; 28]), 0);
+        assert_eq!(from_l3(0x0800, &[0x45u8; 10]), 0);
+        assert_eq!(from_l3(0x86dd, &[0x60u8; 20]), 0);
     }
 }

@@ -7,14 +7,14 @@
 pub mod fingerprint;
 
 /// Bumped on any change to [`Event`] or [`Config`].
-pub const EVENT_VERSION: u16 = 1;
+pub const EVENT_VERSION: u16 = 2;
 
 /// Bytes of packet data copied into each event (from the L2 header when the
 /// skb has one, else from the L3 header).
 pub const CAPTURE_LEN: usize = 128;
 
 /// Number of slots in the per-probe statistics array. Probe ids are below it.
-pub const MAX_PROBES: u32 = 64;
+pub const MAX_PROBES: u32 = 128;
 
 /// How an event's program was attached.
 pub mod method {

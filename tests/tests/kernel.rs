@@ -414,3 +414,541 @@ fn bad_input_gives_clear_errors_and_stable_exit_codes() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("CAP_BPF") && err.contains("root"), "{err}");
 }
+
+/// The kernel matrix: every test above runs again inside Debian's 6.1
+/// kernel under qemu, where fentry and kprobes are available, so the
+/// fentry/kprobe rungs and the BTF offsets are proven on a second kernel.
+#[test]
+fn vm_debian_61_runs_this_suite() {
+    if !require_root("vm_debian_61_runs_this_suite") {
+        return;
+    }
+    if std::env::var_os("SKBTRACE_IN_VM").is_some() {
+        return; // this is the guest: don't recurse
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let script = format!(
+        r#"set -u
+uname -r
+{exe} --skip vm_ --test-threads 1 2>&1
+status=$?
+echo "== skbtrace probes on $(uname -r)"
+{skb} probes 2>&1 | tail -40
+exit $status
+"#,
+        exe = exe.display(),
+        skb = tests::skbtrace::bin("skbtrace").display()
+    );
+    let out = tests::vm::run_in_guest(
+        &script,
+        &[("SKBTRACE_IN_VM", "1"), ("SKBTRACE_REQUIRE_ROOT", "1")],
+        Duration::from_secs(1500),
+    );
+    eprintln!("guest run took {:?}\n{}", out.boot_and_run, out.stdout);
+    assert!(
+        out.stdout.contains("6.1."),
+        "not the 6.1 kernel:\n{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.status, 0,
+        "the kernel tests failed on 6.1:\n{}\n{}\nconsole:\n{}",
+        out.stdout, out.stderr, out.console
+    );
+    // The guest ran the tests (not zero of them).
+    assert!(
+        out.stdout.contains("test result: ok. 12 passed"),
+        "expected the 12 kernel tests to pass in the guest:\n{}",
+        out.stdout
+    );
+}
+
+// ---- skbtrace follow: per-packet timelines (scenarios of the timelines issue) ----
+
+/// Runs `skbtrace follow --json - ARGS`, calls `traffic` once it is
+/// attached, stops it with SIGINT and returns its JSON records.
+fn follow_records(args: &[&str], traffic: impl FnOnce()) -> (Vec<Value>, String) {
+    let mut all = vec!["follow", "--json", "-", "--timeout", "1s"];
+    all.extend_from_slice(args);
+    let mut t = start(&all, READY, ready_timeout());
+    traffic();
+    // Let the last packets finish their join window and reach the sinks.
+    std::thread::sleep(Duration::from_millis(
+        if std::env::var_os("SKBTRACE_IN_VM").is_some() {
+            3000
+        } else {
+            1500
+        },
+    ));
+    let f = t.stop(Signal::SIGINT);
+    assert!(
+        f.status.success(),
+        "follow exited {} after SIGINT:\n{}",
+        f.status,
+        f.stderr
+    );
+    let recs = json_lines(&f.stdout);
+    assert_eq!(
+        recs.last().map(|r| r["type"].clone()),
+        Some(Value::from("summary")),
+        "the JSON must end with the summary line even after SIGINT:\n{}",
+        f.stdout
+    );
+    (recs, f.stderr)
+}
+
+fn timelines_matching<'a>(recs: &'a [Value], summary_part: &str) -> Vec<&'a Value> {
+    recs.iter()
+        .filter(|r| {
+            r["type"] == "timeline" && r["summary"].as_str().unwrap_or("").contains(summary_part)
+        })
+        .collect()
+}
+
+fn hops(t: &Value) -> &Vec<Value> {
+    t["hops"].as_array().expect("hops")
+}
+
+/// Hops are in time order, deltas add up to the total, the first delta is 0.
+fn assert_consistent(t: &Value) {
+    let h = hops(t);
+    assert!(!h.is_empty(), "{t}");
+    assert_eq!(h[0]["delta_ns"], 0, "{t}");
+    let mut sum = 0u64;
+    for w in h.windows(2) {
+        let (a, b) = (
+            w[0]["ts_ns"].as_u64().unwrap(),
+            w[1]["ts_ns"].as_u64().unwrap(),
+        );
+        assert!(b >= a, "hops out of order: {t}");
+        assert_eq!(w[1]["delta_ns"].as_u64().unwrap(), b - a, "{t}");
+        sum += b - a;
+    }
+    assert_eq!(t["total_ns"].as_u64().unwrap(), sum, "{t}");
+    assert!(
+        t["wall_start"].as_str().unwrap_or("").starts_with("20"),
+        "{t}"
+    );
+    assert!(
+        t["fingerprint"].as_str().unwrap_or("").starts_with("0x"),
+        "{t}"
+    );
+}
+
+fn tx_probe() -> &'static str {
+    if has_kprobes() {
+        "veth_xmit"
+    } else {
+        "net:net_dev_start_xmit"
+    }
+}
+
+#[test]
+fn follow_two_netns_one_timeline_per_ping() {
+    if !require_root("follow_two_netns_one_timeline_per_ping") {
+        return;
+    }
+    let topo = TwoNs::new("214.0");
+    let (recs, _) = follow_records(&["--dev", &topo.veth.a, "--netns", &topo.ns1.name], || {
+        topo.ns1
+            .run("ping", &["-c", "3", "-i", "0.2", "-W", "2", &topo.ip2]);
+    });
+    let req = timelines_matching(
+        &recs,
+        &format!("ICMP {} > {} echo-request", topo.ip1, topo.ip2),
+    );
+    assert_eq!(req.len(), 3, "one timeline per echo request: {recs:#?}");
+    for t in &req {
+        assert_consistent(t);
+        assert_eq!(t["complete"], true, "{t}");
+        let h = hops(t);
+        let first_tx = h
+            .iter()
+            .position(|x| x["probe"] == tx_probe() && x["dev"] == topo.veth.a.as_str());
+        let rx_ns2 = h
+            .iter()
+            .position(|x| x["dev"] == topo.veth.b.as_str() && x["netns"] == topo.ns2.inode());
+        assert!(
+            first_tx.is_some() && rx_ns2.is_some() && first_tx < rx_ns2,
+            "tx on {} before rx on {}: {t}",
+            topo.veth.a,
+            topo.veth.b
+        );
+        assert!(h.iter().all(|x| x["method"] != "unknown"), "{t}");
+        if has_kprobes() {
+            // fentry hops appear on 6.1 (ip_rcv, icmp_rcv in ns2).
+            assert!(
+                h.iter()
+                    .any(|x| x["method"] == "fentry" && x["probe"] == "ip_rcv"),
+                "{t}"
+            );
+        }
+    }
+    let replies = timelines_matching(
+        &recs,
+        &format!("ICMP {} > {} echo-reply", topo.ip2, topo.ip1),
+    );
+    assert_eq!(
+        replies.len(),
+        3,
+        "replies arriving on {} are followed too: {recs:#?}",
+        topo.veth.a
+    );
+    let summary = recs.last().unwrap();
+    assert!(summary["packets"].as_u64().unwrap() >= 6, "{summary}");
+    assert!(
+        !summary["hop_pairs"].as_array().unwrap().is_empty(),
+        "{summary}"
+    );
+}
+
+#[test]
+fn follow_veth_pair_inside_one_netns() {
+    if !require_root("follow_veth_pair_inside_one_netns") {
+        return;
+    }
+    // Both ends in one namespace; a static neighbour makes the packet leave
+    // through the veth (a local address would be routed over lo).
+    let ns = NetNs::new("skbs");
+    let mut v = Veth::new("sn");
+    v.setup_a(Some(&ns), Some("10.215.0.1/24"));
+    v.setup_b(Some(&ns), None);
+    let mac_b = String::from_utf8_lossy(
+        &ns.run("cat", &[&format!("/sys/class/net/{}/address", v.b)])
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    ns.run(
+        "ip",
+        &[
+            "neigh",
+            "add",
+            "10.215.0.9",
+            "lladdr",
+            &mac_b,
+            "dev",
+            &v.a,
+            "nud",
+            "permanent",
+        ],
+    );
+    let (recs, _) = follow_records(&["--dev", &v.a, "--netns", &ns.name], || {
+        let _ = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                "ping",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "10.215.0.9",
+            ])
+            .output();
+    });
+    let req = timelines_matching(&recs, "ICMP 10.215.0.1 > 10.215.0.9 echo-request");
+    assert_eq!(req.len(), 2, "{recs:#?}");
+    for t in &req {
+        assert_consistent(t);
+        let h = hops(t);
+        assert!(h.iter().any(|x| x["dev"] == v.a.as_str()), "{t}");
+        assert!(
+            h.iter().any(|x| x["dev"] == v.b.as_str()),
+            "crossed to the peer {}: {t}",
+            v.b
+        );
+        assert!(
+            h.iter().all(|x| x["netns"] == ns.inode() || x["dev"] == ""),
+            "one netns: {t}"
+        );
+        // Not addressed to this host and forwarding is off: dropped there.
+        assert_eq!(t["dropped"], true, "{t}");
+        assert!(h.last().unwrap()["drop_reason"].is_string(), "{t}");
+    }
+}
+
+#[test]
+fn follow_across_a_bridge_into_another_netns() {
+    if !require_root("follow_across_a_bridge_into_another_netns") {
+        return;
+    }
+    let ns1 = NetNs::new("skc1");
+    let nsbr = NetNs::new("skcb");
+    let ns2 = NetNs::new("skc2");
+    let br = Bridge::new("scb", Some(&nsbr));
+    let mut v1 = Veth::new("cv");
+    let mut v2 = Veth::new("cw");
+    v1.setup_a(Some(&ns1), Some("10.216.0.1/24"));
+    v1.setup_b(Some(&nsbr), None);
+    v2.setup_a(Some(&ns2), Some("10.216.0.2/24"));
+    v2.setup_b(Some(&nsbr), None);
+    br.attach(&v1.b);
+    br.attach(&v2.b);
+    let (recs, _) = follow_records(&["--dev", &v1.a, "--netns", &ns1.name], || {
+        ns1.run("ping", &["-c", "2", "-i", "0.2", "-W", "2", "10.216.0.2"]);
+    });
+    let req = timelines_matching(&recs, "ICMP 10.216.0.1 > 10.216.0.2 echo-request");
+    assert_eq!(req.len(), 2, "{recs:#?}");
+    let bridge_probe = if has_kprobes() {
+        "br_handle_frame"
+    } else {
+        "net:netif_receive_skb"
+    };
+    for t in &req {
+        assert_consistent(t);
+        let h = hops(t);
+        let pos = |pred: &dyn Fn(&Value) -> bool| h.iter().position(pred);
+        let sent = pos(&|x| x["dev"] == v1.a.as_str() && x["netns"] == ns1.inode());
+        let bridged = pos(&|x| {
+            x["probe"] == bridge_probe && x["dev"] == v1.b.as_str() && x["netns"] == nsbr.inode()
+        });
+        let out_port = pos(&|x| x["dev"] == v2.b.as_str() && x["netns"] == nsbr.inode());
+        let arrived = pos(&|x| x["dev"] == v2.a.as_str() && x["netns"] == ns2.inode());
+        assert!(
+            sent.is_some() && sent < bridged && bridged < out_port && out_port < arrived,
+            "expected ns1 {} -> bridge port {} -> {} -> ns2 {} in order: {t}",
+            v1.a,
+            v1.b,
+            v2.b,
+            v2.a
+        );
+    }
+}
+
+#[test]
+fn follow_tcp_data_reaches_the_socket() {
+    if !require_root("follow_tcp_data_reaches_the_socket") {
+        return;
+    }
+    let topo = TwoNs::new("217.0");
+    let server = format!(
+        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{}',5555))\ns.listen()\nc,_=s.accept()\nwhile c.recv(65536): pass\n",
+        topo.ip2
+    );
+    let mut srv = std::process::Command::new("ip")
+        .args(["netns", "exec", &topo.ns2.name, "python3", "-c", &server])
+        .spawn()
+        .expect("python3 server");
+    std::thread::sleep(Duration::from_millis(500));
+    let client = format!(
+        "import socket,time\nc=socket.create_connection(('{}',5555))\nfor i in range(3):\n    c.sendall(b'x'*100)\n    time.sleep(0.2)\nc.close()\n",
+        topo.ip2
+    );
+    let (recs, _) = follow_records(&["--dev", &topo.veth.a, "--netns", &topo.ns1.name], || {
+        topo.ns1.run("python3", &["-c", &client]);
+    });
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let data: Vec<&Value> = timelines_matching(&recs, &format!("TCP {}:", topo.ip1))
+        .into_iter()
+        .filter(|t| t["summary"].as_str().unwrap_or("").contains("len 100"))
+        .collect();
+    assert_eq!(data.len(), 3, "three 100-byte data segments: {recs:#?}");
+    for t in &data {
+        assert_consistent(t);
+        let h = hops(t);
+        assert!(
+            h.iter()
+                .any(|x| x["dev"] == topo.veth.b.as_str() && x["netns"] == topo.ns2.inode()),
+            "{t}"
+        );
+        if has_kprobes() {
+            let last = h.last().unwrap();
+            assert_eq!(
+                last["probe"], "tcp_queue_rcv",
+                "data ends queued to the socket: {t}"
+            );
+            assert_eq!(last["method"], "fentry", "{t}");
+            assert_eq!(t["complete"], true, "{t}");
+        }
+    }
+}
+
+#[test]
+fn follow_dropped_packet_ends_at_the_drop_with_its_reason() {
+    if !require_root("follow_dropped_packet_ends_at_the_drop_with_its_reason") {
+        return;
+    }
+    let topo = TwoNs::new("218.0");
+    topo.ns2.run("nft", &["add", "table", "inet", "skbt"]);
+    topo.ns2.run(
+        "nft",
+        &["add chain inet skbt input { type filter hook input priority 0 ; }"],
+    );
+    topo.ns2.run(
+        "nft",
+        &["add rule inet skbt input icmp type echo-request drop"],
+    );
+    let (recs, _) = follow_records(&["--dev", &topo.veth.a, "--netns", &topo.ns1.name], || {
+        let _ = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &topo.ns1.name,
+                "ping",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                &topo.ip2,
+            ])
+            .output();
+    });
+    let req = timelines_matching(
+        &recs,
+        &format!("ICMP {} > {} echo-request", topo.ip1, topo.ip2),
+    );
+    assert_eq!(req.len(), 2, "{recs:#?}");
+    for t in &req {
+        assert_consistent(t);
+        assert_eq!(t["dropped"], true, "{t}");
+        let last = hops(t).last().unwrap().clone();
+        assert_eq!(last["probe"], "skb:kfree_skb", "{t}");
+        assert_eq!(last["drop_reason"], "NETFILTER_DROP", "{t}");
+        assert_eq!(last["netns"], topo.ns2.inode(), "dropped in ns2: {t}");
+    }
+    assert!(
+        timelines_matching(&recs, "echo-reply").is_empty(),
+        "no replies past the DROP rule"
+    );
+}
+
+#[test]
+fn follow_writes_pcapng_and_json_that_survive_sigint() {
+    if !require_root("follow_writes_pcapng_and_json_that_survive_sigint") {
+        return;
+    }
+    let topo = TwoNs::new("219.0");
+    let dir = std::env::temp_dir().join(format!("skbtrace-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (json, pcap) = (dir.join("t.jsonl"), dir.join("t.pcapng"));
+    let mut t = start(
+        &[
+            "follow",
+            "--dev",
+            &topo.veth.a,
+            "--netns",
+            &topo.ns1.name,
+            "--json",
+            json.to_str().unwrap(),
+            "--pcap",
+            pcap.to_str().unwrap(),
+        ],
+        READY,
+        ready_timeout(),
+    );
+    topo.ns1
+        .run("ping", &["-c", "2", "-i", "0.2", "-W", "2", &topo.ip2]);
+    std::thread::sleep(Duration::from_millis(800));
+    let f = t.stop(Signal::SIGINT);
+    assert!(f.status.success(), "{}", f.stderr);
+    assert!(
+        f.stdout.contains("--- summary ---") || f.stdout.contains("packets"),
+        "summary printed: {}",
+        f.stdout
+    );
+
+    // JSON: timelines then a summary; replay renders it without root.
+    let text = std::fs::read_to_string(&json).expect("json written");
+    let recs = json_lines(&text);
+    assert_eq!(recs.last().unwrap()["type"], "summary");
+    let req = timelines_matching(&recs, "echo-request");
+    assert_eq!(req.len(), 2, "{text}");
+    let r = run(&["replay", json.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(r.stdout.contains("echo-request"), "{}", r.stdout);
+
+    // pcapng: tshark reads it; every hop of the first request is there,
+    // in time order, on an interface named after its probe.
+    let o = std::process::Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.comment",
+        ])
+        .output()
+        .expect("tshark (scripts/setup.sh installs it)");
+    assert!(
+        o.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let id = req[0]["id"].as_u64().unwrap();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<&str>>())
+        .filter(|c| c.len() >= 3 && c[2].starts_with(&format!("packet {id} hop ")))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        hops(req[0]).len(),
+        "one pcapng block per hop of packet {id}:\n{out}"
+    );
+    let times: Vec<f64> = rows.iter().map(|c| c[0].parse::<f64>().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[1] >= w[0]),
+        "hops in time order:\n{out}"
+    );
+    for (row, hop) in rows.iter().zip(hops(req[0])) {
+        assert_eq!(
+            row[1],
+            hop["probe"].as_str().unwrap(),
+            "interface named after the probe:\n{out}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn follow_rejects_bad_input_before_attaching() {
+    if !require_root("follow_rejects_bad_input_before_attaching") {
+        return;
+    }
+    let before: HashSet<u64> = skbtrace_prog_ids().into_iter().collect();
+    let f = run(&[
+        "follow",
+        "--dev",
+        "lo",
+        "--json",
+        "/nonexistent-dir/x.jsonl",
+    ]);
+    assert_eq!(f.status.code(), Some(1), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("/nonexistent-dir/x.jsonl"),
+        "{}",
+        f.stderr
+    );
+    let f = run(&["follow", "--dev", "lo", "--duration", "8 parsecs"]);
+    assert_eq!(f.status.code(), Some(2), "{}", f.stderr);
+    let f = run(&[
+        "follow",
+        "--dev",
+        "nosuchdev0",
+        "--pcap",
+        "/tmp/skbtrace-should-not-exist.pcapng",
+    ]);
+    assert_eq!(f.status.code(), Some(1), "{}", f.stderr);
+    assert!(
+        !Path::new("/tmp/skbtrace-should-not-exist.pcapng").exists(),
+        "no file left behind"
+    );
+    let after: HashSet<u64> = skbtrace_prog_ids().into_iter().collect();
+    assert!(
+        after.difference(&before).next().is_none(),
+        "nothing attached by failed starts"
+    );
+}

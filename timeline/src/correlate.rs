@@ -260,10 +260,17 @@ impl Correlator {
 
         // A live address.
         if let Some(l) = self.skbs.get(&ev.skb).copied() {
-            let reused = ev.head != 0
-                && l.head != 0
-                && ev.head != l.head
-                && !(ev.fingerprint != 0 && ev.fingerprint == l.fp);
+            let new_fp = ev.fingerprint != 0 && l.fp != 0 && ev.fingerprint != l.fp;
+            // The kernel flags MATCH when the filter device sees a tracked
+            // address carry a different packet: its old life ended where no
+            // probe looks (TCP coalescing frees skbs without a tracepoint),
+            // and slab reuse may even hand out the same head.
+            let rematched = ev.flags & flags::MATCH != 0 && new_fp;
+            let reused = rematched
+                || (ev.head != 0
+                    && l.head != 0
+                    && ev.head != l.head
+                    && !(ev.fingerprint != 0 && ev.fingerprint == l.fp));
             if !reused {
                 if ev.head != l.head && ev.head != 0 {
                     // pskb_expand_head: same packet, new buffer.
@@ -284,6 +291,9 @@ impl Correlator {
             }
             // The old life ended without us seeing it.
             self.end_skb(ev.skb, ev.ts_ns, true);
+            // This event starts the new life: it is not a late event of the
+            // life just ended (whose end we date to this very event).
+            self.ended.remove(&ev.skb);
         }
 
         // A late event of a life that already ended.
@@ -296,11 +306,20 @@ impl Correlator {
         }
 
         // A clone of a live skb, else a copy of a recent packet, else new.
+        // A clone carries the same bytes: a head shared with a packet of
+        // other bytes is a buffer reused after a free no probe saw.
         let joined = self
             .heads
             .get(&ev.head)
             .filter(|_| ev.head != 0)
             .map(|h| h.pkt)
+            .filter(|pkt| {
+                ev.fingerprint == 0
+                    || self
+                        .packets
+                        .get(pkt)
+                        .is_none_or(|p| p.fps.is_empty() || p.fps.contains(&ev.fingerprint))
+            })
             .or_else(|| self.fp_join(ev));
         let pkt = match joined {
             Some(p) => p,

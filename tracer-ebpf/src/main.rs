@@ -54,7 +54,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 #[map]
 static STATS: PerCpuArray<ProbeStats> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
 
-/// skb address -> first-seen time, for "track after match".
+/// skb address -> fingerprint when tracking began, for "track after match".
 #[map]
 static TRACKED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
 
@@ -155,6 +155,7 @@ fn compute_fingerprint(l3: &L3) -> u64 {
                 u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
                 proto,
                 u16::from_be_bytes([ip[4], ip[5]]),
+                u16::from_be_bytes([ip[2], ip[3]]),
                 fingerprint::l4_words(proto, &l4),
             )
         }
@@ -173,6 +174,7 @@ fn compute_fingerprint(l3: &L3) -> u64 {
                 [w(24), w(28), w(32), w(36)],
                 w(0),
                 next,
+                u16::from_be_bytes([ip[4], ip[5]]),
                 fingerprint::l4_words(next, &l4),
             )
         }
@@ -205,30 +207,41 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
     let fp = compute_fingerprint(&l3);
     let mut fl = extra;
 
-    // SAFETY: map lookups return pointers the verifier checks.
-    let tracked = unsafe { TRACKED.get(&skb) }.is_some();
-    if !tracked {
-        let matched = cfg!(filter_enabled) == 0
-            || (ifindex == cfg!(filter_ifindex) && netns == cfg!(filter_netns));
-        if matched {
-            fl |= flags::MATCH;
-            if fp != 0 {
-                let _ = TRACKED_FP.insert(&fp, &0, 0);
+    let matched = cfg!(filter_enabled) == 0
+        || (ifindex == cfg!(filter_ifindex) && netns == cfg!(filter_netns));
+    // SAFETY: map lookup; the value is copied out.
+    let tracked_fp = unsafe { TRACKED.get(&skb) }.copied();
+    match tracked_fp {
+        None => {
+            if matched {
+                fl |= flags::MATCH;
+                if fp != 0 {
+                    let _ = TRACKED_FP.insert(&fp, &0, 0);
+                }
+            } else if fp == 0 || {
+                // SAFETY: map lookup; the value is not kept.
+                unsafe { TRACKED_FP.get(&fp) }.is_none()
+            } {
+                // Neither seen on the filter device nor a copy of a packet that was.
+                return;
             }
-        } else if fp == 0 || {
-            // SAFETY: map lookup; the value is not kept.
-            unsafe { TRACKED_FP.get(&fp) }.is_none()
-        } {
-            // Neither seen on the filter device nor a copy of a packet that was.
-            return;
+            if extra & flags::END == 0 {
+                let _ = TRACKED.insert(&skb, &fp, 0);
+            }
         }
-        if extra & flags::END == 0 {
-            // SAFETY: as above.
-            let now = unsafe { bpf_ktime_get_ns() };
-            let _ = TRACKED.insert(&skb, &now, 0);
+        Some(old_fp) => {
+            // A tracked address seen on the filter device with other bytes:
+            // its previous life ended where no probe sees it (TCP coalescing
+            // frees skbs without a tracepoint) and this is a new packet.
+            if matched && fp != 0 && old_fp != 0 && fp != old_fp {
+                fl |= flags::MATCH;
+                let _ = TRACKED_FP.insert(&fp, &0, 0);
+                let _ = TRACKED.insert(&skb, &fp, 0);
+            }
+            if extra & flags::END != 0 {
+                let _ = TRACKED.remove(&skb);
+            }
         }
-    } else if extra & flags::END != 0 {
-        let _ = TRACKED.remove(&skb);
     }
 
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
