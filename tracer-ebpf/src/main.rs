@@ -8,6 +8,7 @@
 #![no_main]
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
@@ -73,6 +74,20 @@ macro_rules! cfg {
             v
         }
     };
+}
+
+/// Wake the reader only when this much is waiting: a wakeup per event
+/// costs more than the event. User space also drains on a 100 ms tick, so
+/// a quiet trace is still shown promptly.
+const WAKEUP_BYTES: u64 = 256 * 1024;
+
+#[inline(always)]
+pub(crate) fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
 }
 
 #[inline(always)]
@@ -294,7 +309,7 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
             (*ev).cap_len = 0;
         }
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     bump(probe, |s| s.emitted += 1);
 }
 
@@ -416,7 +431,7 @@ fn on_sendmsg(meth: u8, len: u64) {
         (*ev).len = len as u32;
         (*ev).comm = bpf_get_current_comm().unwrap_or_default();
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     bump(probe, |s| s.emitted += 1);
 }
 

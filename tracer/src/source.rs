@@ -48,6 +48,14 @@ pub async fn drain(
             _ = sigterm.recv() => return Ok(Stop::Terminated),
             _ = &mut deadline => return Ok(Stop::Deadline),
             _ = ticker.tick() => {
+                // The programs wake us only for batches (see wakeup_flags
+                // in tracer-ebpf): collect what trickled in meanwhile.
+                let ring = fd.get_mut();
+                while let Some(item) = ring.next() {
+                    if on_record(&item).is_break() {
+                        return Ok(Stop::Done);
+                    }
+                }
                 if on_tick().is_break() {
                     return Ok(Stop::Done);
                 }

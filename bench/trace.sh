@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Benchmarks of skbtrace follow (the timelines issue). Every number is a
+# ratio or a count measured in this run, on this machine:
+#   1. iperf3 TCP between two netns over a veth pair: throughput while
+#      `skbtrace follow` follows the sender's veth, divided by untraced.
+#   2. the aggregator alone (decode + correlate of recorded events, one core).
+#   3. lost events at 100k packets/s and at the highest UDP rate iperf3
+#      drives here, while followed.
+# Usage: sudo bench/trace.sh [seconds per run, default 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+cargo build --release --bins -p tracer >/dev/null
+SKB=target/release/skbtrace
+NS1=skbbench1-$$; NS2=skbbench2-$$; A=sbba$$; B=sbbb$$
+TMP=$(mktemp -d)
+SKB_PID=""; SRV_PID=""
+cleanup() {
+    [ -n "$SKB_PID" ] && kill -INT "$SKB_PID" 2>/dev/null || true
+    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null || true
+    ip netns del "$NS1" 2>/dev/null || true
+    ip netns del "$NS2" 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+ip netns add "$NS1"; ip netns add "$NS2"
+ip link add "$A" netns "$NS1" type veth peer name "$B" netns "$NS2"
+ip -n "$NS1" addr add 10.231.0.1/24 dev "$A"; ip -n "$NS2" addr add 10.231.0.2/24 dev "$B"
+ip -n "$NS1" link set "$A" up; ip -n "$NS2" link set "$B" up
+ip netns exec "$NS2" iperf3 -s -D -I "$TMP/iperf.pid" >/dev/null
+sleep 0.5; SRV_PID=$(cat "$TMP/iperf.pid")
+
+tcp_gbps() {
+    ip netns exec "$NS1" iperf3 -c 10.231.0.2 -t "$SECS" -J \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
+}
+start_follow() { # start_follow JSONFILE
+    "$SKB" follow --dev "$A" --netns "$NS1" --json "$1" >/dev/null 2>"$TMP/follow.err" &
+    SKB_PID=$!
+    for _ in $(seq 100); do grep -q "following packets" "$TMP/follow.err" && return; sleep 0.1; done
+    echo "skbtrace did not start:"; cat "$TMP/follow.err"; exit 1
+}
+stop_follow() {
+    kill -INT "$SKB_PID"; wait "$SKB_PID" || true; SKB_PID=""
+}
+summary_field() { # summary_field JSONFILE FIELD
+    tail -n 1 "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
+}
+
+echo "== 1. iperf3 TCP over a veth pair, ${SECS}s per run"
+base1=$(tcp_gbps)
+start_follow "$TMP/tcp.jsonl"
+traced=$(tcp_gbps)
+stop_follow
+base2=$(tcp_gbps)
+base=$(python3 -c "print(($base1+$base2)/2)")
+echo "untraced: $base1 / $base2 Gbit/s   traced: $traced Gbit/s   ratio traced/untraced: $(python3 -c "print(round($traced/$base,3))")  (target >= 0.90)"
+echo "events $(summary_field "$TMP/tcp.jsonl" events), packets $(summary_field "$TMP/tcp.jsonl" packets), lost $(summary_field "$TMP/tcp.jsonl" lost_events)"
+
+echo
+echo "== 2. aggregator alone (cargo bench -p timeline --bench aggregator)"
+cargo bench -q -p timeline --bench aggregator 2>/dev/null | tail -n 8
+
+echo
+echo "== 3. lost events while following small UDP packets"
+for rate in 100000 0; do
+    if [ "$rate" = 0 ]; then bw=0; label="max rate"; else bw=$((rate * 64 * 8)); label="$rate pkt/s"; fi
+    start_follow "$TMP/udp.jsonl"
+    ip netns exec "$NS1" iperf3 -c 10.231.0.2 -u -l 64 -b "$bw" -t "$SECS" -J > "$TMP/udp.json" || true
+    stop_follow
+    pps=$(python3 -c "import json; d=json.load(open('$TMP/udp.json'))['end']['sum']; print(int(d['packets']/d['seconds']))")
+    echo "$label: sent $pps pkt/s; skbtrace events $(summary_field "$TMP/udp.jsonl" events), packets $(summary_field "$TMP/udp.jsonl" packets), lost events $(summary_field "$TMP/udp.jsonl" lost_events)"
+done
