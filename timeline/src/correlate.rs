@@ -251,6 +251,11 @@ impl Correlator {
         c.events += 1;
         c.method = ev.method;
         c.seen = true;
+        if ev.skb == 0 && ev.flags & flags::NO_SKB == 0 && ev.method == method::UPROBE {
+            // A hop in a userspace datapath (user.rs).
+            self.push_user(ev);
+            return;
+        }
         if ev.flags & flags::NO_SKB != 0 || ev.skb == 0 {
             self.no_skb += 1;
             return;
@@ -656,6 +661,8 @@ impl Correlator {
             h.data
                 .extend_from_slice(&e.data[..(e.cap_len as usize).min(CAPTURE_LEN)]);
             h.l2 = e.flags & flags::L2 != 0;
+            h.by_time = e.flags & user::BY_TIME != 0;
+            h.batch = (e.method == method::UPROBE && e.reason > 0).then_some(e.reason);
             prev = e.ts_ns;
         }
         match p.events.iter().find(|e| e.cap_len > 0) {
@@ -724,3 +731,5 @@ impl Correlator {
 
 #[cfg(test)]
 mod tests;
+
+mod user;

@@ -36,6 +36,14 @@ pub struct Hop {
     /// `data` starts at the Ethernet header (else at the IP header).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub l2: bool,
+    /// Uprobe hops: how many packets the call handled at once (sendmmsg's
+    /// vlen, recvmmsg's count, a VPP frame's n_vectors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    /// The hop was placed in this timeline by time and process: its probe
+    /// saw a batch, not this packet's bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_time: bool,
 }
 
 /// One packet's path.

@@ -50,7 +50,7 @@ static CONFIG: Config = Config {
 
 /// User space resizes it with `EbpfLoader::set_max_entries`.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 
 #[map]
 static STATS: PerCpuArray<ProbeStats> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
@@ -62,7 +62,7 @@ static TRACKED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
 /// Fingerprints of tracked packets, so a copy of a tracked packet (a new skb
 /// built by AF_PACKET, skb_copy, ...) is tracked too.
 #[map]
-static TRACKED_FP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static TRACKED_FP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
 
 macro_rules! cfg {
     ($($f:ident).+) => {
@@ -99,12 +99,15 @@ fn read<T: Copy + Default>(addr: u64) -> T {
 const NO_HEADER: u16 = 0xffff;
 
 #[inline(always)]
-fn bump(probe: u16, f: impl FnOnce(&mut ProbeStats)) {
+pub(crate) fn bump(probe: u16, f: impl FnOnce(&mut ProbeStats)) {
     if let Some(s) = STATS.get_ptr_mut(probe as u32) {
         // SAFETY: per-CPU slot, only this CPU writes it while we run.
         f(unsafe { &mut *s });
     }
 }
+
+// Userspace datapaths (uprobes): see uprobe.rs.
+mod uprobe;
 
 /// Where the packet's L3 header is, and its ethertype.
 struct L3 {

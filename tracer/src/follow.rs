@@ -38,6 +38,8 @@ pub struct FollowOptions {
     pub tui: Option<Sender<tui::Input>>,
     /// Set by the TUI when the user quits.
     pub stop: Arc<AtomicBool>,
+    /// Userspace probes (--uprobe, --fwd, --ovs, --vpp), see uprobes.rs.
+    pub uprobes: crate::uprobes::Plan,
 }
 
 /// Output files opened before anything is attached, so a bad path is an
@@ -133,10 +135,19 @@ pub struct FollowResult {
 /// Validates outputs, attaches, follows until stopped, flushes, detaches.
 pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
     let mut outputs = Outputs::open(&opts)?;
+    // Symbols are resolved before anything is attached: bad input fails first.
+    let (uprobe_points, uprobe_notes) = crate::uprobes::resolve(&opts.uprobes)?;
     let mut session = Session::start(&SessionOptions {
         target: Some(opts.target.clone()),
         ring_bytes: opts.ring_bytes,
     })?;
+    let uprobes = crate::uprobes::start(
+        &mut session,
+        &uprobe_points,
+        &uprobe_notes,
+        opts.tui.is_some(),
+    )?;
+    let mut exit_watch = crate::uprobes::ExitWatch::new(&opts.uprobes);
     outputs.keep();
     let ring = session.take_ring()?;
 
@@ -147,6 +158,11 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         ..CorrelatorConfig::default()
     };
     let corr = RefCell::new(Correlator::new(cfg));
+    for u in uprobes.iter().filter(|u| u.attached) {
+        corr.borrow_mut().set_probe_name(u.id, u.name.clone());
+        corr.borrow_mut()
+            .note_attached(u.id, probes::method::UPROBE);
+    }
     let sinks = RefCell::new(std::mem::take(&mut outputs.sinks));
 
     let probes_attached: Vec<(String, String)> = session
@@ -201,6 +217,15 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         || {
             if opts.stop.load(Ordering::Relaxed) {
                 return ControlFlow::Break(());
+            }
+            for (pid, comm) in exit_watch.exited() {
+                let msg = format!(
+                    "skbtrace: traced process {pid} ({comm}) exited: its uprobes are gone; the trace goes on for the kernel and the other probes"
+                );
+                if opts.tui.is_none() {
+                    eprintln!("{msg}");
+                }
+                log::warn!("{msg}");
             }
             let mut lost_per_probe = vec![];
             if let Ok(stats) = session.stats() {

@@ -11,6 +11,7 @@ pub mod kallsyms;
 pub mod netdev;
 pub mod session;
 pub mod source;
+pub mod uprobes;
 
 /// A single-threaded tokio runtime: one ring buffer, one consumer.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -51,7 +51,10 @@ enum Cmd {
   skbtrace follow --dev veth0 --netns ns1 --count 5
   skbtrace follow --dev veth0 --netns ns1 --duration 30s --json trace.jsonl --pcap trace.pcapng
   skbtrace follow --dev veth1 --json - | jq .total_ns
-  skbtrace follow --dev veth1 --tui")]
+  skbtrace follow --dev veth1 --tui
+  skbtrace follow --dev veth0 --netns ns1 --fwd        through skbtrace-fwd (its per-frame hooks)
+  skbtrace follow --dev veth0 --netns ns1 --ovs        through ovs-vswitchd (netdev datapath)
+  skbtrace follow --dev eth0 --uprobe libc:sendmmsg --pid 1234")]
     Follow {
         #[command(flatten)]
         filter: FilterArgs,
@@ -81,6 +84,8 @@ enum Cmd {
         tui_max_packets: usize,
         #[command(flatten)]
         ring: RingArgs,
+        #[command(flatten)]
+        uprobes: tracer::uprobes::UprobeArgs,
     },
     /// Re-render a saved JSON Lines trace as the text waterfall and summary
     /// (or in the TUI); no root or kernel needed.
@@ -182,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tui,
             tui_max_packets,
             ring,
+            uprobes,
         } => {
             // Validate input before attaching anything.
             let target = netdev::resolve(&filter.dev, filter.netns.as_deref())?;
@@ -197,6 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 snaplen,
                 tui: None,
                 stop: Arc::new(AtomicBool::new(false)),
+                uprobes: uprobes.plan()?,
             };
             if tui {
                 follow_tui(base, tui_max_packets)

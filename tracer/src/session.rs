@@ -242,6 +242,12 @@ impl Session {
         Ok(out)
     }
 
+    /// The loaded eBPF object, to attach more programs (uprobes) into the
+    /// same maps.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// The method each attached probe id uses (for labelling events).
     pub fn methods(&self) -> Vec<(String, &'static str)> {
         self.report
