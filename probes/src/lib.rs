@@ -154,7 +154,8 @@ pub struct Offsets {
     pub dev_name: u32,
     pub dev_nd_net: u32,
     pub net_ns_inum: u32,
-    pub _pad: u32,
+    /// sk_buff.data_len: bytes in page fragments (linear = len - data_len).
+    pub skb_data_len: u32,
 }
 
 /// Global configuration handed to the programs at load time.

@@ -271,10 +271,15 @@ impl Correlator {
             // probe looks (TCP coalescing frees skbs without a tracepoint),
             // and slab reuse may even hand out the same head.
             let rematched = ev.flags & flags::MATCH != 0 && new_fp;
+            // An address first seen without a fingerprint (headers still in
+            // page fragments) that gets one once they are pulled into a new
+            // head is the same packet.
+            let got_fp = l.fp == 0 && ev.fingerprint != 0;
             let reused = rematched
                 || (ev.head != 0
                     && l.head != 0
                     && ev.head != l.head
+                    && !got_fp
                     && !(ev.fingerprint != 0 && ev.fingerprint == l.fp));
             if !reused {
                 if ev.head != l.head && ev.head != 0 {
@@ -665,7 +670,14 @@ impl Correlator {
             h.batch = (e.method == method::UPROBE && e.reason > 0).then_some(e.reason);
             prev = e.ts_ns;
         }
-        match p.events.iter().find(|e| e.cap_len > 0) {
+        // The longest capture (the first of them): a hop that saw only the
+        // linear Ethernet header of a fragmented skb says less.
+        let longest = p.events.iter().map(|e| e.cap_len).max().unwrap_or(0);
+        match p
+            .events
+            .iter()
+            .find(|e| e.cap_len > 0 && e.cap_len == longest)
+        {
             Some(e) => summarize_into(
                 &mut t.summary,
                 &e.data[..(e.cap_len as usize).min(CAPTURE_LEN)],

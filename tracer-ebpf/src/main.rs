@@ -44,7 +44,7 @@ static CONFIG: Config = Config {
         dev_name: 0,
         dev_nd_net: 0,
         net_ns_inum: 0,
-        _pad: 0,
+        skb_data_len: 0,
     },
 };
 
@@ -151,8 +151,22 @@ fn locate_l3(skb: u64, head: u64, data: u64) -> L3 {
     }
 }
 
+/// Bytes of the L4 header the fingerprint uses (see `fingerprint::l4_words`).
 #[inline(always)]
-fn compute_fingerprint(l3: &L3) -> u64 {
+fn l4_needed(proto: u8) -> u64 {
+    match proto {
+        fingerprint::IPPROTO_TCP => 12,
+        fingerprint::IPPROTO_UDP | fingerprint::IPPROTO_ICMP | fingerprint::IPPROTO_ICMPV6 => 8,
+        _ => 0,
+    }
+}
+
+/// `lin_end` is the end of the skb's linear data: bytes past it live in
+/// page fragments (an AF_PACKET TX ring's zero-copy skb keeps only the
+/// Ethernet header linear), and reading the head buffer there would hash
+/// whatever an earlier packet left in it. No fingerprint then (0).
+#[inline(always)]
+fn compute_fingerprint(l3: &L3, lin_end: u64) -> u64 {
     let mut l4 = [0u8; 16];
     match l3.ethertype {
         0x0800 => {
@@ -165,9 +179,12 @@ fn compute_fingerprint(l3: &L3) -> u64 {
                 return 0;
             }
             let ihl = ((ip[0] & 0xf) as u64) * 4;
+            let proto = ip[9];
+            if l3.addr + ihl + l4_needed(proto) > lin_end || ihl < 20 {
+                return 0;
+            }
             // SAFETY: as above.
             let _ = unsafe { bpf_probe_read_kernel_buf((l3.addr + ihl) as *const u8, &mut l4) };
-            let proto = ip[9];
             fingerprint::ipv4(
                 u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
                 u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
@@ -181,6 +198,9 @@ fn compute_fingerprint(l3: &L3) -> u64 {
             let mut ip = [0u8; 40];
             // SAFETY: helper-checked kernel read into a stack buffer.
             if unsafe { bpf_probe_read_kernel_buf(l3.addr as *const u8, &mut ip) }.is_err() {
+                return 0;
+            }
+            if l3.addr + 40 + l4_needed(ip[6]) > lin_end {
                 return 0;
             }
             // SAFETY: as above.
@@ -222,7 +242,9 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
     let head: u64 = read(skb + cfg!(offsets.skb_head) as u64);
     let data: u64 = read(skb + cfg!(offsets.skb_data) as u64);
     let l3 = locate_l3(skb, head, data);
-    let fp = compute_fingerprint(&l3);
+    let skb_len: u32 = read(skb + cfg!(offsets.skb_len) as u64);
+    let data_len: u32 = read(skb + cfg!(offsets.skb_data_len) as u64);
+    let fp = compute_fingerprint(&l3, data + skb_len.saturating_sub(data_len) as u64);
     let mut fl = extra;
 
     let matched = cfg!(filter_enabled) == 0
@@ -301,7 +323,8 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
         // Bytes from the capture start to the end of the packet; a fixed-size
         // read keeps the verifier happy and stays inside the skb head
         // allocation (skb_shared_info follows the data).
-        let avail = (data + len as u64).saturating_sub(l3.start);
+        // Only the linear part: past it the head buffer holds stale bytes.
+        let avail = (data + skb_len.saturating_sub(data_len) as u64).saturating_sub(l3.start);
         (*ev).cap_len = if avail > CAPTURE_LEN as u64 {
             CAPTURE_LEN as u16
         } else {

@@ -195,7 +195,7 @@ impl KernelBtf {
             // possible_net_t is a struct holding just the `struct net *`.
             dev_nd_net: self.sized("net_device", "nd_net", 8)?,
             net_ns_inum: self.sized("net", "ns.inum", 4)?,
-            _pad: 0,
+            skb_data_len: self.sized("sk_buff", "data_len", 4)?,
         })
     }
 

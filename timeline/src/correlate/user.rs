@@ -186,6 +186,22 @@ mod tests {
     }
 
     #[test]
+    fn an_skb_whose_headers_were_in_fragments_keeps_its_packet_when_pulled() {
+        // An AF_PACKET TX-ring skb: only the Ethernet header is linear, so
+        // the kernel programs give no fingerprint until ip_rcv pulls the
+        // headers into a new head.
+        let mut c = corr();
+        c.push(&kernel(id::TP_NETIF_RX, 1_000, 0xa, 0));
+        let mut pulled = end(2_000, 0xa, 0x77);
+        pulled.head = 0x5555;
+        c.push(&pulled);
+        let out = c.finish();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].hops.len(), 2);
+        assert!(out[0].complete);
+    }
+
+    #[test]
     fn a_uprobe_event_too_late_for_the_window_starts_its_own_packet() {
         let fp = 0x1234;
         let mut c = corr();
