@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod skbtrace;
 pub mod tracer;
+pub mod userdp;
 pub mod vm;
 
 /// Runs a command, panicking with its output when it fails.

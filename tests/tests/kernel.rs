@@ -457,8 +457,8 @@ exit $status
     );
     // The guest ran the tests (not zero of them).
     assert!(
-        out.stdout.contains("test result: ok. 12 passed"),
-        "expected the 12 kernel tests to pass in the guest:\n{}",
+        out.stdout.contains("test result: ok. 14 passed"),
+        "expected the 14 kernel tests to pass in the guest:\n{}",
         out.stdout
     );
 }
@@ -951,4 +951,88 @@ fn follow_rejects_bad_input_before_attaching() {
         after.difference(&before).next().is_none(),
         "nothing attached by failed starts"
     );
+}
+
+// ---- uprobes: userspace datapaths in the same timeline (tests/src/userdp.rs) ----
+
+/// ns1 -> skbtrace-fwd (AF_PACKET TPACKET_V3 rings, uprobes on its
+/// per-frame hooks) -> ns2: one timeline per ping, kernel, user, kernel.
+#[test]
+fn uprobes_join_skbtrace_fwd_frames_into_one_timeline_per_ping() {
+    if !require_root("uprobes_join_skbtrace_fwd_frames_into_one_timeline_per_ping") {
+        return;
+    }
+    use tests::userdp::{DpTopo, FwdProc, check_joined, wait_reachable};
+    let topo = DpTopo::new("93.1");
+    let fwd = FwdProc::start(&topo);
+    wait_reachable(&topo, Duration::from_secs(30));
+    let pid = fwd.pid().to_string();
+    let (recs, err) = follow_records(
+        &[
+            "--dev",
+            &topo.v1.a,
+            "--netns",
+            &topo.ns1.name,
+            "--fwd",
+            "--pid",
+            &pid,
+        ],
+        || topo.ping(3),
+    );
+    assert!(err.contains("uprobe skbtrace_fwd_rx"), "{err}");
+    let j = check_joined(
+        &recs,
+        &topo,
+        fwd.pid(),
+        "skbtrace_fwd_rx",
+        "skbtrace_fwd_tx",
+        3,
+        has_kprobes(),
+    );
+    eprintln!("{}", j.report("skbtrace-fwd"));
+}
+
+/// ns1 -> ovs-vswitchd (stripped; datapath_type=netdev, AF_PACKET sockets,
+/// uprobes on libc's recvmmsg/sendmmsg scoped to its pid) -> ns2.
+#[test]
+fn uprobes_join_ovs_netdev_datapath_into_one_timeline_per_ping() {
+    if !require_root("uprobes_join_ovs_netdev_datapath_into_one_timeline_per_ping") {
+        return;
+    }
+    use tests::userdp::{DpTopo, OvsProc, check_joined, wait_reachable};
+    if let Some(why) = OvsProc::unavailable() {
+        assert!(
+            std::env::var_os("SKBTRACE_REQUIRE_ROOT").is_none(),
+            "OVS is needed: {why}"
+        );
+        eprintln!("SKIP uprobes_join_ovs_netdev_datapath_into_one_timeline_per_ping: {why}");
+        return;
+    }
+    let topo = DpTopo::new("93.2");
+    let ovs = OvsProc::start(&topo);
+    wait_reachable(&topo, Duration::from_secs(60));
+    let pid = ovs.vswitchd_pid.to_string();
+    let (recs, err) = follow_records(
+        &[
+            "--dev",
+            &topo.v1.a,
+            "--netns",
+            &topo.ns1.name,
+            "--ovs",
+            "--pid",
+            &pid,
+        ],
+        || topo.ping(3),
+    );
+    assert!(err.contains("uprobe ovs:sendmmsg"), "{err}");
+    let j = check_joined(
+        &recs,
+        &topo,
+        ovs.vswitchd_pid,
+        "ovs:recv",
+        "ovs:send",
+        3,
+        has_kprobes(),
+    );
+    eprintln!("{}", j.report("ovs-vswitchd (netdev)"));
 }
