@@ -757,7 +757,19 @@ pub fn vpp_plan(pid: u32, plugin: &Path) -> anyhow::Result<Plan> {
             plugin.display(),
             missing.join(" or "),
             hint_debug_package(plugin, &syms).unwrap_or_else(|| {
-                "install VPP's debug symbols (vpp-dbg from fd.io, or the distribution's -dbgsym package) so they land under /usr/lib/debug".into()
+                let looked: Vec<String> = syms
+                    .debug_missing
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                format!(
+                    "install VPP's debug symbols (vpp-dbg from fd.io, or the distribution's -dbgsym package) so they land under /usr/lib/debug{}",
+                    if looked.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (looked for {})", looked.join(", "))
+                    }
+                )
             })
         );
     }
@@ -1223,6 +1235,139 @@ mod tests {
         );
         let e = find_in_maps(u32::MAX - 1, "libc").unwrap_err().to_string();
         assert!(e.contains("no process"), "{e}");
+    }
+
+    /// A stand-in for VPP's af_packet_plugin.so: hidden (non-exported)
+    /// node functions in CPU variants, like CLIB_MARCH_FN's, built with gcc.
+    fn fake_plugin(dir: &Path) -> Option<PathBuf> {
+        let src = dir.join("p.c");
+        let so = dir.join("af_packet_plugin.so");
+        let mut c = String::new();
+        for f in [
+            "af_packet_input_node_fn",
+            "af_packet_input_node_fn_hsw",
+            "af_packet_input_node_fn_icl",
+            "af_packet_input_node_fn_skx",
+            "af_packet_device_class_tx_fn",
+            "af_packet_device_class_tx_fn_skx",
+            "af_packet_create_if",
+        ] {
+            let _ = writeln!(
+                c,
+                "__attribute__((visibility(\"hidden\"), used, noinline)) unsigned long {f}(void *vm, void *node, void *frame) {{ return (unsigned long)frame; }}"
+            );
+        }
+        std::fs::write(&src, c).ok()?;
+        let ok = std::process::Command::new("gcc")
+            .args(["-shared", "-fPIC", "-O1", "-g", "-o"])
+            .arg(&so)
+            .arg(&src)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(so)
+    }
+
+    fn sh(cmd: &str, args: &[&str], dir: &Path) {
+        let st = std::process::Command::new(cmd)
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd} {args:?}");
+    }
+
+    #[test]
+    fn vpp_node_functions_resolve_from_the_plugin_or_its_debuglink_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let Some(so) = fake_plugin(tmp.path()) else {
+            eprintln!("SKIP vpp plugin test: gcc is not installed");
+            return;
+        };
+        let me = std::process::id();
+        let names = |pts: &[Resolved]| -> Vec<(String, Kind, u64)> {
+            pts.iter()
+                .map(|r| (r.name.clone(), r.kind, r.offset))
+                .collect()
+        };
+        // With symbols: every CPU variant of both node functions.
+        let plan = vpp_plan(me, &so).unwrap();
+        let (pts, notes) = resolve(&plan).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        let got = names(&pts);
+        let inputs: Vec<_> = got.iter().filter(|g| g.1 == Kind::BatchRet).collect();
+        let txs: Vec<_> = got
+            .iter()
+            .filter(|g| g.1 == Kind::Batch { offset: 10 })
+            .collect();
+        assert_eq!(inputs.len(), 4, "{got:?}");
+        assert_eq!(txs.len(), 2, "{got:?}");
+        assert!(
+            got.iter().all(|g| g.0.starts_with("vpp:af_packet_")),
+            "{got:?}"
+        );
+        assert!(!got.iter().any(|g| g.0.contains("create_if")), "{got:?}");
+        assert!(
+            pts.iter().all(|p| p.pid == Some(me)),
+            "scoped to the vpp pid"
+        );
+
+        // Stripped, with the symbols in a .gnu_debuglink file in .debug/.
+        std::fs::create_dir(tmp.path().join(".debug")).unwrap();
+        sh(
+            "objcopy",
+            &[
+                "--only-keep-debug",
+                "af_packet_plugin.so",
+                ".debug/af_packet_plugin.so.debug",
+            ],
+            tmp.path(),
+        );
+        sh("strip", &["--strip-all", "af_packet_plugin.so"], tmp.path());
+        let bare = read_symbols(&so).unwrap();
+        assert!(
+            !bare
+                .symbols
+                .iter()
+                .any(|s| s.name.starts_with("af_packet_")),
+            "strip removed the hidden functions"
+        );
+        sh(
+            "objcopy",
+            &[
+                "--add-gnu-debuglink=.debug/af_packet_plugin.so.debug",
+                "af_packet_plugin.so",
+            ],
+            tmp.path(),
+        );
+        let t = read_symbols(&so).unwrap();
+        assert!(
+            t.sources
+                .iter()
+                .any(|p| p.ends_with(".debug/af_packet_plugin.so.debug")),
+            "{:?}",
+            t.sources
+        );
+        let (pts2, _) = resolve(&vpp_plan(me, &so).unwrap()).unwrap();
+        let mut a = names(&pts);
+        let mut b = names(&pts2);
+        a.sort_by(|x, y| (&x.0, x.2).cmp(&(&y.0, y.2)));
+        b.sort_by(|x, y| (&x.0, x.2).cmp(&(&y.0, y.2)));
+        assert_eq!(
+            a, b,
+            "the debug file gives the same functions at the same offsets"
+        );
+
+        // Stripped and no debug file: say which package to install.
+        std::fs::remove_dir_all(tmp.path().join(".debug")).unwrap();
+        let e = vpp_plan(me, &so).unwrap_err().to_string();
+        assert!(
+            e.contains("no symbol matching af_packet_input_node_fn*") && e.contains("vpp-dbg"),
+            "{e}"
+        );
+        assert!(
+            e.contains(".debug/af_packet_plugin.so.debug"),
+            "where it looked: {e}"
+        );
     }
 
     #[test]
