@@ -14,6 +14,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::frame::{VNET_HDR_LEN, VlanTag};
 use crate::sys::{self, Mmap, SysError, SysResult};
 
+/// Bytes at the start of each RX block kept zeroed for peeking: at low
+/// rates (where peeking matters) a block is retired by its timer long
+/// before it fills this much.
+const PEEK_ZONE: usize = 32 * 1024;
+
 /// Size of `struct tpacket_block_desc` (and BLK_PLUS_PRIV(0)).
 pub const BLOCK_DESC_LEN: usize = 48;
 /// TPACKET_ALIGN(sizeof(struct tpacket3_hdr)).
@@ -286,6 +291,7 @@ impl Queue {
                 cur: 0,
                 off: 0,
                 seen: 0,
+                zeroed: vec![cfg.block_size as usize; cfg.block_count as usize],
                 peek: cfg.peek,
                 vnet: cfg.vnet_hdr,
             },
@@ -371,9 +377,12 @@ pub enum RxNext<'a> {
 /// VPP. With `peek`, packets are also read out of the block the kernel is
 /// still filling: the kernel writes a V3 packet header's tp_status as 0 when
 /// it reserves the slot and ORs in TP_STATUS_USER after the copy, then fills
-/// tp_len/tp_snaplen/tp_mac. Every block is zeroed before it is given back,
-/// so a header is complete exactly when TP_STATUS_USER, tp_snaplen and tp_mac
-/// are all non-zero. That relies on x86's ordered stores, hence x86 only.
+/// tp_len/tp_snaplen/tp_mac. The start of every block (PEEK_ZONE bytes) is
+/// zeroed before it is given back, so a header there is complete exactly
+/// when TP_STATUS_USER, tp_snaplen and tp_mac are all non-zero; headers
+/// further in are only read once the kernel closes the block (by then the
+/// rate is high and blocks close in microseconds). That relies on x86's
+/// ordered stores, hence x86 only.
 pub struct RxRing {
     #[allow(dead_code)] // keeps the mapping alive as long as `base` is used
     map: std::sync::Arc<Mmap>,
@@ -385,6 +394,9 @@ pub struct RxRing {
     off: usize,
     /// Packets of the current block already handed out.
     seen: u32,
+    /// Per block: bytes from its start known to be zero (peek mode). Fresh
+    /// ring memory is zeroed by the kernel.
+    zeroed: Vec<usize>,
     peek: bool,
     vnet: bool,
 }
@@ -403,12 +415,21 @@ impl RxRing {
     fn release(&mut self) {
         let blk = self.block();
         if self.peek {
+            // Zero what this round wrote, but at most the peek zone: under
+            // load blocks fill up and close on their own, and zeroing all of
+            // them would cost a pass over every byte forwarded.
             let used = (read_u32(unsafe_add(blk, BD_BLK_LEN)) as usize).min(self.block_size);
-            if used > BLOCK_DESC_LEN {
-                // SAFETY: [BLOCK_DESC_LEN, used) lies inside this block, which
+            let zone = PEEK_ZONE.min(self.block_size);
+            let clear = used.min(zone);
+            if clear > BLOCK_DESC_LEN {
+                // SAFETY: [BLOCK_DESC_LEN, clear) lies inside this block, which
                 // user space owns until the status store below.
-                unsafe { std::ptr::write_bytes(blk.add(BLOCK_DESC_LEN), 0, used - BLOCK_DESC_LEN) };
+                unsafe {
+                    std::ptr::write_bytes(blk.add(BLOCK_DESC_LEN), 0, clear - BLOCK_DESC_LEN)
+                };
             }
+            let z = &mut self.zeroed[self.cur];
+            *z = if used <= zone { (*z).max(used) } else { zone };
         }
         store_release(unsafe_add(blk, BD_STATUS), TP_STATUS_KERNEL);
         self.cur = (self.cur + 1) % self.block_count;
@@ -443,6 +464,11 @@ impl RxRing {
             }
             if self.off == 0 {
                 self.off = BLOCK_DESC_LEN;
+            }
+            // Only a header in known-zero memory can be trusted before the
+            // block closes; past that, wait for the kernel to close it.
+            if self.off + TP3_HDR_LEN > self.zeroed[self.cur] {
+                return RxNext::Empty;
             }
             return match self.parse(blk, false) {
                 Some(raw) => RxNext::Frame(raw.into_frame()),
