@@ -108,9 +108,11 @@ struct Args {
     #[arg(long, value_enum, default_value_t = default_rx_mode())]
     rx_mode: RxMode,
 
-    /// Microseconds a worker keeps polling its rings after the last frame
-    /// before it sleeps (0: sleep at once).
-    #[arg(long, default_value_t = 50)]
+    /// Microseconds a worker keeps polling its rings (yielding the CPU to
+    /// anything runnable) after the last frame before it sleeps in poll().
+    /// Waking a sleeping thread costs tens of microseconds (more in a VM);
+    /// 0 sleeps at once: least CPU, most latency.
+    #[arg(long, default_value_t = 2500)]
     busy_poll_us: u64,
 
     /// Print stats every this many seconds (0: only on exit and SIGUSR1).

@@ -873,3 +873,196 @@ impl Fwd {
         self.stdout_seen.join("\n")
     }
 }
+
+/// Resident set size of a process, in KiB.
+fn rss_kib(pid: Pid) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// File offset of a `.dynsym` symbol, as a uprobe wants it.
+fn symbol_file_offset(exe: &std::path::Path, sym: &str) -> u64 {
+    let exe_s = exe.to_string_lossy();
+    let syms = tests::run("readelf", &["-W", "--dyn-syms", &exe_s]);
+    let syms = String::from_utf8_lossy(&syms.stdout);
+    let vaddr = syms
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some(sym))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| u64::from_str_radix(v, 16).ok())
+        .unwrap_or_else(|| panic!("{sym} is not in the .dynsym of {exe_s}:\n{syms}"));
+    let segs = tests::run("readelf", &["-lW", &exe_s]);
+    let segs = String::from_utf8_lossy(&segs.stdout);
+    for l in segs.lines().filter(|l| l.trim_start().starts_with("LOAD")) {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .skip(1)
+            .take(4)
+            .filter_map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok())
+            .collect();
+        if let [off, va, _pa, filesz] = f[..]
+            && vaddr >= va
+            && vaddr < va + filesz
+        {
+            return vaddr - va + off;
+        }
+    }
+    panic!("{sym} at {vaddr:#x} is in no LOAD segment of {exe_s}:\n{segs}");
+}
+
+/// Uprobe events in their own tracefs instance, removed on drop.
+struct Uprobes {
+    root: std::path::PathBuf,
+    group: String,
+    instance: std::path::PathBuf,
+    events: Vec<String>,
+}
+
+impl Uprobes {
+    fn new(defs: &[(&str, String)]) -> Option<Uprobes> {
+        let root = std::path::PathBuf::from("/sys/kernel/tracing");
+        if !root.join("uprobe_events").exists() {
+            return None;
+        }
+        let group = format!("skbfwd{}", std::process::id());
+        let instance = root.join("instances").join(&group);
+        let mut u = Uprobes {
+            root,
+            group,
+            instance,
+            events: Vec::new(),
+        };
+        for (name, def) in defs {
+            u.write(
+                "uprobe_events",
+                &format!("p:{}/{name} {def}\n", u.group),
+                true,
+            );
+            u.events.push(name.to_string());
+        }
+        std::fs::create_dir(&u.instance)
+            .unwrap_or_else(|e| panic!("mkdir {}: {e}", u.instance.display()));
+        for name in &u.events {
+            let p = u
+                .instance
+                .join("events")
+                .join(&u.group)
+                .join(name)
+                .join("enable");
+            std::fs::write(&p, "1").unwrap_or_else(|e| panic!("enable {}: {e}", p.display()));
+        }
+        Some(u)
+    }
+
+    fn write(&self, file: &str, what: &str, append: bool) {
+        let p = self.root.join(file);
+        let mut f = std::fs::OpenOptions::new()
+            .append(append)
+            .write(true)
+            .open(&p)
+            .unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+        f.write_all(what.as_bytes())
+            .unwrap_or_else(|e| panic!("write {what:?} to {}: {e}", p.display()));
+    }
+
+    fn trace(&self) -> String {
+        std::fs::read_to_string(self.instance.join("trace")).unwrap_or_default()
+    }
+}
+
+impl Drop for Uprobes {
+    fn drop(&mut self) {
+        for name in &self.events {
+            let p = self
+                .instance
+                .join("events")
+                .join(&self.group)
+                .join(name)
+                .join("enable");
+            let _ = std::fs::write(p, "0");
+        }
+        let _ = std::fs::remove_dir(&self.instance);
+        for name in &self.events {
+            let p = self.root.join("uprobe_events");
+            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(p) {
+                let _ = f.write_all(format!("-:{}/{name}\n", self.group).as_bytes());
+            }
+        }
+    }
+}
+
+#[test]
+fn fwd_uprobe_hooks_see_each_frame() {
+    if !require_root("fwd_uprobe_hooks_see_each_frame") {
+        return;
+    }
+    let exe = bin("skbtrace-fwd");
+    let exe_s = exe.to_string_lossy().to_string();
+    let rx = symbol_file_offset(&exe, "skbtrace_fwd_rx");
+    let tx = symbol_file_offset(&exe, "skbtrace_fwd_tx");
+    assert_ne!(rx, tx, "the two hooks must be distinct functions");
+    // x86-64 SysV: frame in rdi, len in esi, ifindex in edx; +12(%di) is the EtherType.
+    let args = "len=%si:u32 ifindex=%dx:u32 ethertype=+12(%di):u16";
+    let Some(probes) = Uprobes::new(&[
+        ("rx", format!("{exe_s}:{rx:#x} {args}")),
+        ("tx", format!("{exe_s}:{tx:#x} {args}")),
+    ]) else {
+        eprintln!("SKIP fwd_uprobe_hooks_see_each_frame: no /sys/kernel/tracing/uprobe_events");
+        return;
+    };
+    let mut t = Topo::new("77.9");
+    t.start(&[]);
+    let (b1, b2) = (t.v1.b.clone(), t.v2.b.clone());
+    let (i1, i2) = (t.nsf.ifindex(&b1), t.nsf.ifindex(&b2));
+    // 100-byte payload: 14 + 20 + 8 + 100 = 142-byte frames.
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 5, 100);
+    // The probes fire in every process running this binary (other tests run
+    // in parallel): keep only this forwarder's threads.
+    let pid = t.fwd().pid();
+    let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("list forwarder threads")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
+        .collect();
+    let s = t.stop();
+    let trace: String = probes
+        .trace()
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|task| task.rsplit_once('-'))
+                .is_some_and(|(_, tid)| tids.iter().any(|t| t == tid))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let hits = |ev: &str, ifindex: u32| {
+        trace
+            .lines()
+            .filter(|l| l.contains(&format!(" {ev}: ")))
+            .filter(|l| l.contains("len=142 "))
+            .filter(|l| l.contains(&format!("ifindex={ifindex} ")))
+            // IPv4 (0x0800 read as a little-endian u16): the probe read the
+            // frame's own bytes.
+            .filter(|l| l.trim_end().ends_with("ethertype=8"))
+            .count()
+    };
+    // Echo requests come in on b1 and leave on b2; replies the other way.
+    assert_eq!(hits("rx", i1), 5, "rx hook on {b1}; trace:\n{trace}");
+    assert_eq!(hits("tx", i2), 5, "tx hook on {b2}; trace:\n{trace}");
+    assert_eq!(hits("rx", i2), 5, "rx hook on {b2}; trace:\n{trace}");
+    assert_eq!(hits("tx", i1), 5, "tx hook on {b1}; trace:\n{trace}");
+    // One hook call per frame, no more.
+    let all_rx = trace.lines().filter(|l| l.contains(" rx: ")).count() as u64;
+    let rx_frames = s.get(&b1, "all", "rx_packets") + s.get(&b2, "all", "rx_packets");
+    assert_eq!(
+        all_rx, rx_frames,
+        "one rx hook call per frame read:\n{}\n{trace}",
+        s.text
+    );
+}
