@@ -681,7 +681,16 @@ fn fwd_rings_wrap_under_sustained_load() {
         "--tx-frames",
         "8",
     ]);
-    tcp_transfer(&t, 5204, 4, 64 << 20);
+    let pid = t.fwd().pid();
+    tcp_transfer(&t, 5204, 4, 16 << 20);
+    // Memory stays flat: rings are allocated once, nothing per frame.
+    let rss0 = rss_kib(pid);
+    tcp_transfer(&t, 5214, 4, 64 << 20);
+    let rss1 = rss_kib(pid);
+    assert!(
+        rss1 <= rss0 + 1024,
+        "RSS grew from {rss0} KiB to {rss1} KiB over 64 MiB of traffic"
+    );
     assert_ping_ok(&t.ns1, &t.ip2.clone(), 10, 56);
     let s = t.stop();
     assert_consistent(&s, &t);
