@@ -91,7 +91,7 @@ pub(crate) fn wakeup_flags() -> u64 {
 }
 
 #[inline(always)]
-fn read<T: Copy + Default>(addr: u64) -> T {
+pub(crate) fn read<T: Copy + Default>(addr: u64) -> T {
     // SAFETY: bpf_probe_read_kernel checks the address; a fault yields Err.
     unsafe { bpf_probe_read_kernel(addr as *const T) }.unwrap_or_default()
 }
@@ -244,7 +244,14 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
     let l3 = locate_l3(skb, head, data);
     let skb_len: u32 = read(skb + cfg!(offsets.skb_len) as u64);
     let data_len: u32 = read(skb + cfg!(offsets.skb_data_len) as u64);
-    let fp = compute_fingerprint(&l3, data + skb_len.saturating_sub(data_len) as u64);
+    let mut fp = compute_fingerprint(&l3, data + skb_len.saturating_sub(data_len) as u64);
+    if fp == 0 && data_len != 0 && l3.l2 {
+        // Headers in page fragments: an AF_PACKET TX-ring skb, fingerprinted
+        // by the uprobe that saw its frame (uprobe.rs).
+        fp = uprobe::tx_ring_fingerprint(skb, head, l3.start, skb_len, extra & flags::END != 0);
+    } else if extra & flags::END != 0 {
+        uprobe::forget_tx(skb);
+    }
     let mut fl = extra;
 
     let matched = cfg!(filter_enabled) == 0

@@ -25,12 +25,12 @@ use aya_ebpf::{
         bpf_probe_read_user, bpf_probe_read_user_buf, generated::bpf_get_attach_cookie,
     },
     macros::{map, uprobe, uretprobe},
-    maps::HashMap,
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
 };
 use probes::{CAPTURE_LEN, EVENT_VERSION, Event, MAX_PROBES, fingerprint, flags, method};
 
-use crate::{CONFIG, EVENTS, TRACKED_FP, bump};
+use crate::{CONFIG, EVENTS, TRACKED_FP, bump, read};
 
 /// Frames looked at per sendmmsg/recvmmsg call; the rest of a larger batch
 /// is counted in the event's `reason` (batch size) but not fingerprinted.
@@ -49,6 +49,147 @@ const MMSGHDR_LEN: u64 = 56;
 pub struct RecvArgs {
     /// msghdr, mmsghdr array or buffer, by kind.
     ptr: u64,
+}
+
+/// Cookie bit: the hooked frame is queued on an AF_PACKET TX ring (see
+/// [`TxFifo`]).
+const COOKIE_TX_RING: u64 = 1 << 32;
+
+/// Frames a thread queued on a TX ring, in ring order, not yet seen as skbs.
+const TX_FIFO_LEN: u32 = 16;
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct TxEntry {
+    fp: u64,
+    /// The frame's first 8 bytes (destination MAC, 2 bytes of the source).
+    mac8: u64,
+    len: u32,
+    _pad: u32,
+}
+
+/// A TPACKET TX-ring skb keeps only the Ethernet header linear (the rest
+/// are the ring's pages), so the kernel programs cannot fingerprint it. The
+/// uprobe on the hook that writes the frame into the ring knows the
+/// fingerprint; the kernel takes it when that thread's kick turns the frame
+/// into an skb (same thread, ring order), checked against length and MACs.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct TxFifo {
+    e: [TxEntry; TX_FIFO_LEN as usize],
+    head: u32,
+    tail: u32,
+}
+
+/// pid_tgid -> frames it queued on a TX ring.
+#[map]
+static TX_FIFO: LruHashMap<u64, TxFifo> = LruHashMap::with_max_entries(1024, 0);
+
+/// An all-zero TxFifo to insert from (too big for the BPF stack); never written.
+#[map]
+static TX_FIFO_ZERO: PerCpuArray<TxFifo> = PerCpuArray::with_max_entries(1, 0);
+
+/// skb -> the fingerprint a TX-ring skb was given (its later hops, until
+/// its headers are pulled into linear data).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Given {
+    fp: u64,
+    head: u64,
+}
+
+#[map]
+static TX_GIVEN: LruHashMap<u64, Given> = LruHashMap::with_max_entries(4096, 0);
+
+/// The skb's life ended: its address and head may be reused by another
+/// packet.
+#[inline(always)]
+pub(crate) fn forget_tx(skb: u64) {
+    let _ = TX_GIVEN.remove(&skb);
+}
+
+/// Queues a TX-ring frame's fingerprint for the kernel side (every frame,
+/// tracked or not, so the queue stays in ring order).
+#[inline(always)]
+fn push_tx(frame: u64, len: u32) {
+    let (_, fp) = frame_fingerprint(frame);
+    let mac8: u64 = user(frame);
+    let key = bpf_get_current_pid_tgid();
+    if TX_FIFO.get_ptr_mut(&key).is_none() {
+        let Some(zero) = TX_FIFO_ZERO.get_ptr(0) else {
+            return;
+        };
+        // SAFETY: a valid map value pointer; the helper copies it.
+        let _ = TX_FIFO.insert(&key, unsafe { &*zero }, 0);
+    }
+    let Some(q) = TX_FIFO.get_ptr_mut(&key) else {
+        return;
+    };
+    // SAFETY: a map value only this thread writes (keyed by its pid_tgid).
+    unsafe {
+        let t = (*q).tail;
+        let i = (t % TX_FIFO_LEN) as usize;
+        if i < TX_FIFO_LEN as usize {
+            (*q).e[i] = TxEntry {
+                fp,
+                mac8,
+                len,
+                _pad: 0,
+            };
+        }
+        (*q).tail = t.wrapping_add(1);
+        if (*q).tail.wrapping_sub((*q).head) > TX_FIFO_LEN {
+            (*q).head = (*q).tail.wrapping_sub(TX_FIFO_LEN);
+        }
+    }
+}
+
+/// For the kernel programs: the fingerprint of a TX-ring skb whose headers
+/// are not linear, from the frame this thread queued (0 if none matches).
+/// `eth` is its (linear) Ethernet header, `len` its skb->len.
+#[inline(always)]
+pub(crate) fn tx_ring_fingerprint(skb: u64, head: u64, eth: u64, len: u32, ending: bool) -> u64 {
+    // SAFETY: map lookup; the value is copied out.
+    if let Some(g) = unsafe { TX_GIVEN.get(&skb) }.copied()
+        && g.head == head
+    {
+        if ending {
+            let _ = TX_GIVEN.remove(&skb);
+        }
+        return g.fp;
+    }
+    let key = bpf_get_current_pid_tgid();
+    let Some(q) = TX_FIFO.get_ptr_mut(&key) else {
+        return 0;
+    };
+    let mac8: u64 = read(eth);
+    let mut fp = 0;
+    // SAFETY: this thread's own map value.
+    unsafe {
+        for _ in 0..4 {
+            let h = (*q).head;
+            if h == (*q).tail {
+                break;
+            }
+            (*q).head = h.wrapping_add(1);
+            let i = (h % TX_FIFO_LEN) as usize;
+            if i >= TX_FIFO_LEN as usize {
+                break;
+            }
+            let e = (*q).e[i];
+            // skb->len counts the Ethernet (and VLAN) header before
+            // eth_type_trans, not after.
+            let len_ok = e.len == len || e.len == len + 14 || e.len == len + 18;
+            if len_ok && e.mac8 == mac8 {
+                fp = e.fp;
+                break;
+            }
+        }
+    }
+    if fp != 0 && !ending {
+        let _ = TX_GIVEN.insert(&skb, &Given { fp, head }, 0);
+    }
+    fp
 }
 
 /// pid_tgid -> the receive buffer of the call in progress on that thread.
@@ -257,10 +398,14 @@ fn on_batch(probe: u16, batch: u32) {
 /// (ifindex in the third argument) and any function shaped like them.
 #[uprobe]
 pub fn up_frame(ctx: ProbeContext) -> u32 {
-    let probe = probe_id(cookie(&ctx));
+    let c = cookie(&ctx);
+    let probe = probe_id(c);
     let frame: u64 = ctx.arg(0).unwrap_or(0);
     let len: u64 = ctx.arg(1).unwrap_or(0);
     let ifindex: u64 = ctx.arg(2).unwrap_or(0);
+    if c & COOKIE_TX_RING != 0 && frame != 0 {
+        push_tx(frame, len as u32);
+    }
     on_frame(probe, frame, len as u32, ifindex as u32, 1);
     0
 }

@@ -48,8 +48,12 @@ pub const VPP_N_VECTORS_OFFSET: u16 = 10;
 /// What a probed function shows, which decides its eBPF program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Kind {
-    /// `f(const u8 *frame, u32 len, u32 ifindex)`: skbtrace-fwd's hooks.
+    /// `f(const u8 *frame, u32 len, u32 ifindex)`: skbtrace-fwd's rx hook.
     Frame,
+    /// The same, for a frame just written to an AF_PACKET TX ring
+    /// (skbtrace_fwd_tx): its fingerprint is also handed to the kernel
+    /// programs for the zero-copy skb the ring's kick builds.
+    RingTx,
     /// `sendto(fd, buf, len, ...)`, `send(fd, buf, len, flags)`.
     SendTo,
     /// `sendmsg(fd, msghdr *, flags)`.
@@ -79,7 +83,8 @@ impl Kind {
         let base = name.split('@').next().unwrap_or(name);
         let base = base.trim_start_matches("__").trim_start_matches("libc_");
         match base {
-            "skbtrace_fwd_rx" | "skbtrace_fwd_tx" => Kind::Frame,
+            "skbtrace_fwd_rx" => Kind::Frame,
+            "skbtrace_fwd_tx" => Kind::RingTx,
             "sendto" | "send" => Kind::SendTo,
             "sendmsg" => Kind::SendMsg,
             "sendmmsg" => Kind::SendMmsg,
@@ -96,7 +101,7 @@ impl Kind {
     /// argument from the entry.
     fn programs(self) -> (&'static str, Option<&'static str>) {
         match self {
-            Kind::Frame => ("up_frame", None),
+            Kind::Frame | Kind::RingTx => ("up_frame", None),
             Kind::SendTo => ("up_sendto", None),
             Kind::SendMsg => ("up_sendmsg", None),
             Kind::SendMmsg => ("up_sendmmsg", None),
@@ -121,6 +126,8 @@ impl Kind {
     fn cookie_extra(self) -> u64 {
         match self {
             Kind::Batch { offset } => (offset as u64) << 16,
+            // tracer-ebpf/src/uprobe.rs COOKIE_TX_RING
+            Kind::RingTx => 1 << 32,
             _ => 0,
         }
     }
@@ -515,8 +522,12 @@ pub fn process_exe(pid: u32) -> anyhow::Result<PathBuf> {
         anyhow::anyhow!("cannot read /proc/{pid}/exe ({e}): is process {pid} running?")
     })?;
     let s = link.to_string_lossy();
-    let s = s.trim_end_matches(" (deleted)");
-    let p = via_root(pid, s);
+    // Replaced on disk since it started (a rebuild): the running inode is
+    // only reachable through /proc/PID/exe.
+    if s.ends_with(" (deleted)") {
+        return Ok(PathBuf::from(format!("/proc/{pid}/exe")));
+    }
+    let p = via_root(pid, &s);
     Ok(if p.exists() {
         p
     } else {
@@ -626,7 +637,7 @@ pub fn preset_fwd(pid: Option<u32>) -> anyhow::Result<Plan> {
                 glob: sym.to_string(),
                 ret: false,
                 pid,
-                kind: Some(Kind::Frame),
+                kind: None,
                 required: true,
                 label: String::new(),
             });
@@ -1174,6 +1185,8 @@ mod tests {
             Kind::RecvMmsg
         );
         assert_eq!(Kind::for_symbol("skbtrace_fwd_rx", false), Kind::Frame);
+        assert_eq!(Kind::for_symbol("skbtrace_fwd_tx", false), Kind::RingTx);
+        assert_eq!(Kind::RingTx.cookie_extra(), 1 << 32);
         assert_eq!(Kind::for_symbol("poll", true), Kind::CallRet);
         assert_eq!(Kind::for_symbol("netdev_send", false), Kind::Call);
         assert!(Kind::RecvMmsg.sees_frames() && !Kind::BatchRet.sees_frames());
