@@ -204,6 +204,17 @@ impl OvsProc {
     }
 
     pub fn start(t: &DpTopo) -> OvsProc {
+        // A netdev bridge's own (internal) port is a TAP device: without
+        // /dev/net/tun (Debian's 6.1 guest until tun is loaded) OVS cannot
+        // set the bridge up and forwards nothing.
+        let tun = std::path::Path::new("/dev/net/tun");
+        if !tun.exists() {
+            let _ = Command::new("modprobe").arg("tun").status();
+        }
+        assert!(
+            tun.exists(),
+            "/dev/net/tun is missing and `modprobe tun` did not create it: OVS's netdev datapath needs TUN for the bridge's internal port"
+        );
         let dir = std::env::temp_dir().join(format!(
             "skbtrace-ovs-{}-{}",
             std::process::id(),
