@@ -365,7 +365,11 @@ fn send(
     ring.commit(vlen + n);
     counters[d].tx_packets += 1;
     counters[d].tx_bytes += n as u64;
-    if ring.pending() >= TX_BATCH && ring.flush().is_err() {
+    if ring.pending() >= TX_BATCH
+        && let Err(e) = ring.flush()
+        && e != libc::EAGAIN
+        && e != libc::ENOBUFS
+    {
         counters[d].tx_kick_errors += 1;
     }
 }
