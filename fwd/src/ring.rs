@@ -672,3 +672,67 @@ impl std::fmt::Debug for Queue {
 pub fn errno_of(e: &SysError) -> i32 {
     e.errno().unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> RingConfig {
+        RingConfig {
+            block_size: 256 * 1024,
+            block_count: 32,
+            frame_size: 2048 * 33,
+            tx_frames: 128,
+            block_timeout_ms: 1,
+            qdisc_bypass: true,
+            vnet_hdr: true,
+            peek: true,
+            doorbell: true,
+        }
+    }
+
+    #[test]
+    fn validates_geometry() {
+        assert!(cfg().validate().is_ok());
+        let bad_page = RingConfig {
+            block_size: 100_000,
+            ..cfg()
+        };
+        assert!(bad_page.validate().unwrap_err().contains("page size"));
+        let small_block = RingConfig {
+            block_size: 65536,
+            ..cfg()
+        };
+        assert!(small_block.validate().unwrap_err().contains("--frame-size"));
+        let odd_frame = RingConfig {
+            frame_size: 2050,
+            ..cfg()
+        };
+        assert!(odd_frame.validate().is_err());
+        let no_tx = RingConfig {
+            tx_frames: 0,
+            ..cfg()
+        };
+        assert!(no_tx.validate().is_err());
+    }
+
+    #[test]
+    fn tx_geometry_covers_requested_slots() {
+        let page = sys::page_size() as u32;
+        // A GSO-sized slot needs whole pages: one slot per block.
+        let (block, blocks, frames) = cfg().tx_geometry();
+        assert_eq!(block % page, 0);
+        assert_eq!(block / cfg().frame_size, 1);
+        assert_eq!((blocks, frames), (128, 128));
+        // Small slots share blocks; never fewer slots than asked for.
+        let small = RingConfig {
+            frame_size: 2048,
+            tx_frames: 5,
+            ..cfg()
+        };
+        let (block, blocks, frames) = small.tx_geometry();
+        assert_eq!(frames, (block / 2048) * blocks);
+        assert!(frames >= 5);
+        assert_eq!(small.tx_room(), 2048 - TP3_HDR_LEN);
+    }
+}
