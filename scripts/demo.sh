@@ -26,7 +26,12 @@ cleanup() {
 trap cleanup EXIT INT TERM
 cleanup
 
-for ns in "${NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+for ns in "${NS[@]}"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    # IPv6 router/listener chatter would crowd the demo's output.
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+done
 veth() { # veth NS1 DEV1 NS2 DEV2
     ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
     ip -n "$1" link set "$2" up
@@ -48,11 +53,17 @@ FWD_PID=$!
 sleep 1
 ip netns exec skbdemo-a ping -c 1 -W 5 10.250.0.2 >/dev/null # warm up ARP
 
-echo "== skbtrace follow --dev a0 --netns skbdemo-a --count 3"
-( sleep 2; ip netns exec skbdemo-a ping -c 3 -i 0.3 10.250.0.2 >/dev/null ) &
-"$BIN/skbtrace" follow --dev a0 --netns skbdemo-a --count 3 --duration 20s \
-    --json "$OUT/demo.jsonl" --pcap "$OUT/demo.pcapng"
-wait
-
+echo "== skbtrace follow --dev a0 --netns skbdemo-a --duration 6s   (3 pings from A to C)"
+"$BIN/skbtrace" follow --dev a0 --netns skbdemo-a --duration 6s \
+    --json "$OUT/demo.jsonl" --pcap "$OUT/demo.pcapng" 2> "$OUT/follow.err" &
+SKB_PID=$!
+for _ in $(seq 300); do
+    grep -q "following packets" "$OUT/follow.err" && break
+    kill -0 "$SKB_PID" 2>/dev/null || { cat "$OUT/follow.err"; exit 1; }
+    sleep 0.1
+done
+cat "$OUT/follow.err"
+ip netns exec skbdemo-a ping -c 3 -i 0.5 10.250.0.2 >/dev/null
+wait "$SKB_PID"
 echo
 echo "== saved: $OUT/demo.jsonl (skbtrace replay $OUT/demo.jsonl [--tui]) and $OUT/demo.pcapng (wireshark/tshark)"

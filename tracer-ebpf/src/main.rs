@@ -122,9 +122,25 @@ struct L3 {
 fn locate_l3(skb: u64, head: u64, data: u64) -> L3 {
     let mac: u16 = read(skb + cfg!(offsets.skb_mac_header) as u64);
     let nh: u16 = read(skb + cfg!(offsets.skb_network_header) as u64);
-    if mac != NO_HEADER && (nh == NO_HEADER || nh >= mac.wrapping_add(14)) {
+    let proto = u16::from_be(read::<u16>(skb + cfg!(offsets.skb_protocol) as u64));
+    // The Ethernet header is trusted when the network header lies after it,
+    // or, when both point at the same place (packet_snd builds skbs so,
+    // until eth_type_trans or __netif_receive_skb_core set them), when its
+    // ethertype agrees with skb->protocol.
+    let eth_type_at_mac = if mac != NO_HEADER {
+        u16::from_be(read::<u16>(head + mac as u64 + 12))
+    } else {
+        0
+    };
+    let l2 = mac != NO_HEADER
+        && (nh == NO_HEADER
+            || nh >= mac.wrapping_add(14)
+            || eth_type_at_mac == proto
+            || eth_type_at_mac == 0x8100
+            || eth_type_at_mac == 0x88a8);
+    if l2 {
         let eth = head + mac as u64;
-        let mut ethertype = u16::from_be(read::<u16>(eth + 12));
+        let mut ethertype = eth_type_at_mac;
         let mut addr = eth + 14;
         if ethertype == 0x8100 || ethertype == 0x88a8 {
             ethertype = u16::from_be(read::<u16>(eth + 16));
@@ -137,7 +153,7 @@ fn locate_l3(skb: u64, head: u64, data: u64) -> L3 {
             l2: true,
         };
     }
-    let ethertype = u16::from_be(read::<u16>(skb + cfg!(offsets.skb_protocol) as u64));
+    let ethertype = proto;
     let addr = if nh != NO_HEADER {
         head + nh as u64
     } else {
