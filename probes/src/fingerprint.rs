@@ -106,7 +106,14 @@ pub fn from_l3(ethertype: u16, l3: &[u8]) -> u64 {
             }
             let ip_id = u16::from_be_bytes([l3[4], l3[5]]);
             let tot_len = u16::from_be_bytes([l3[2], l3[3]]);
-            ipv4(be32(12), be32(16), proto, ip_id, tot_len, l4_words(proto, &l4))
+            ipv4(
+                be32(12),
+                be32(16),
+                proto,
+                ip_id,
+                tot_len,
+                l4_words(proto, &l4),
+            )
         }
         0x86dd => {
             if l3.len() < 40 || l3[0] >> 4 != 6 {
@@ -165,8 +172,16 @@ mod tests {
         let ack = from_l3(0x0800, &tcp(7, 40, 1000, 5, 64));
         let data = from_l3(0x0800, &tcp(7, 140, 1000, 5, 64));
         assert_ne!(ack, data);
-        assert_ne!(from_l3(0x0800, &tcp(8, 140, 1000, 5, 64)), data, "IP id counts");
-        assert_ne!(from_l3(0x0800, &tcp(7, 140, 1100, 5, 64)), data, "seq counts");
+        assert_ne!(
+            from_l3(0x0800, &tcp(8, 140, 1000, 5, 64)),
+            data,
+            "IP id counts"
+        );
+        assert_ne!(
+            from_l3(0x0800, &tcp(7, 140, 1100, 5, 64)),
+            data,
+            "seq counts"
+        );
     }
 
     #[test]

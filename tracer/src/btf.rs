@@ -149,7 +149,7 @@ impl KernelBtf {
             let (off, t) = self.find_member(&s, part, 0).ok_or_else(no_field)?;
             bits += off;
             if i + 1 == parts.len() {
-                if bits % 8 != 0 {
+                if !bits.is_multiple_of(8) {
                     return Err(no_field());
                 }
                 return Ok(Field {
