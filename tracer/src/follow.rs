@@ -155,6 +155,13 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         timeout_ns: opts.timeout.as_nanos() as u64,
         mono_to_realtime_ns: mono_to_realtime_ns() as i64,
         drop_reasons: session.drop_reasons.clone(),
+        // A packet copied into a userspace datapath's socket waits there
+        // for the process to run: hold it long enough for its uprobe hops.
+        join_window_ns: if uprobe_points.is_empty() {
+            CorrelatorConfig::default().join_window_ns
+        } else {
+            crate::uprobes::USER_JOIN_WINDOW_NS
+        },
         ..CorrelatorConfig::default()
     };
     let corr = RefCell::new(Correlator::new(cfg));

@@ -40,6 +40,12 @@ use serde::Serialize;
 /// How many uprobe attach points fit in the probe id space.
 pub const MAX_UPROBES: usize = (MAX_PROBES as usize) - UPROBE_BASE as usize;
 
+/// The correlator's join window when uprobes are attached: a packet whose
+/// skbs all ended (copied into an AF_PACKET socket) is held this long for
+/// the datapath process to pick it up (it may be descheduled, or woken
+/// late under emulation), instead of the kernel-only 50 ms.
+pub const USER_JOIN_WINDOW_NS: u64 = 500_000_000;
+
 /// Where the batch size sits in a VPP `vlib_frame_t` (u16 frame_flags,
 /// flags, scalar_offset, vector_offset, aux_offset, then n_vectors; VPP
 /// 21.01 and later).
