@@ -29,7 +29,7 @@ trap 'rm -rf "$result"' EXIT
 # Build quietly; show the log only if the build or the harness fails.
 log=$result/cargo.log
 if ! (cd "$repo" && SKBTRACE_VM_SCRIPT=$script SKBTRACE_VM_RESULT_DIR=$result \
-    cargo test -q -p tests --test vm_smoke -- --ignored --exact run_script >"$log" 2>&1); then
+    cargo run -q -p tests --example vm_run >"$log" 2>&1); then
     cat "$log" >&2
     exit 125
 fi
