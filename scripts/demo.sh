@@ -48,13 +48,15 @@ ip -n skbdemo-a addr add 10.250.0.1/24 dev a0
 ip -n skbdemo-c addr add 10.250.0.2/24 dev c0
 
 echo "== starting skbtrace-fwd between f0 and f1 (in netns skbdemo-fwd)"
-ip netns exec skbdemo-fwd "$BIN/skbtrace-fwd" --if f0 --if f1 &
+ip netns exec skbdemo-fwd "$BIN/skbtrace-fwd" --if f0 --if f1 2>"$OUT/fwd.err" &
 FWD_PID=$!
-sleep 1
+for _ in $(seq 100); do grep -q "ready" "$OUT/fwd.err" && break; sleep 0.1; done
 ip netns exec skbdemo-a ping -c 1 -W 5 10.250.0.2 >/dev/null # warm up ARP
 
-echo "== skbtrace follow --dev a0 --netns skbdemo-a --duration 6s   (3 pings from A to C)"
-"$BIN/skbtrace" follow --dev a0 --netns skbdemo-a --duration 6s \
+echo "== skbtrace follow --dev a0 --netns skbdemo-a --fwd --duration 6s   (3 pings from A to C)"
+# --fwd adds uprobes on skbtrace-fwd's per-frame hooks: each packet's path
+# through the forwarder's userspace joins its kernel hops in one timeline.
+"$BIN/skbtrace" follow --dev a0 --netns skbdemo-a --fwd --duration 6s \
     --json "$OUT/demo.jsonl" --pcap "$OUT/demo.pcapng" 2> "$OUT/follow.err" &
 SKB_PID=$!
 for _ in $(seq 300); do

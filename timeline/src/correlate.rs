@@ -629,7 +629,10 @@ impl Correlator {
         let start = p.events.first().map_or(0, |e| e.ts_ns);
         let end = p.events.last().map_or(0, |e| e.ts_ns);
         let mut prev = start;
-        let mut dropped = false;
+        // Dropped means the path ends in a drop; a copy dropped on the way
+        // (the original of a frame an AF_PACKET forwarder took) keeps its
+        // reason on its hop but does not mark the packet.
+        let dropped = p.events.last().is_some_and(|e| e.flags & flags::DROP != 0);
         t.hops.truncate(p.events.len());
         for (i, e) in p.events.iter().enumerate() {
             if i == t.hops.len() {
@@ -637,7 +640,6 @@ impl Correlator {
             }
             let h = &mut t.hops[i];
             let drop = e.flags & flags::DROP != 0;
-            dropped |= drop;
             set(&mut h.probe, &self.cfg.probe_names.name(e.probe));
             set(&mut h.method, method::kind(e.method));
             set(&mut h.dev, cstr(&e.dev));

@@ -239,7 +239,15 @@ fn compute_fingerprint(l3: &L3, lin_end: u64) -> u64 {
 /// The common path of every skb probe.
 #[inline(always)]
 fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
-    bump(probe, |s| s.hits += 1);
+    // One lookup of this probe's per-CPU counters for the whole run.
+    let stats = STATS.get_ptr_mut(probe as u32);
+    let count = |f: fn(&mut ProbeStats)| {
+        if let Some(s) = stats {
+            // SAFETY: per-CPU slot, only this CPU writes it while we run.
+            f(unsafe { &mut *s });
+        }
+    };
+    count(|s| s.hits += 1);
     if skb == 0 {
         return;
     }
@@ -308,14 +316,14 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
     }
 
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        bump(probe, |s| s.lost += 1);
+        count(|s| s.lost += 1);
         return;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer slot
     // of size_of::<Event>(); every field is written before submit.
     unsafe {
-        let len: u32 = read(skb + cfg!(offsets.skb_len) as u64);
+        let len = skb_len;
         (*ev).version = EVENT_VERSION;
         (*ev).probe = probe;
         (*ev).method = meth;
@@ -359,7 +367,7 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
         }
     }
     entry.submit(wakeup_flags());
-    bump(probe, |s| s.emitted += 1);
+    count(|s| s.emitted += 1);
 }
 
 /// For functions that take `struct sk_buff **`.

@@ -265,7 +265,10 @@ mod tests {
         // the right ones is what the integration tests check: the names,
         // ifindexes and netns inodes read in the kernel match `ip`.
         let dev = [o.dev_name, o.dev_ifindex, o.dev_nd_net];
-        assert!(dev[0] != dev[1] && dev[1] != dev[2] && dev[0] != dev[2], "{o:?}");
+        assert!(
+            dev[0] != dev[1] && dev[1] != dev[2] && dev[0] != dev[2],
+            "{o:?}"
+        );
         assert!(o.dev_ifindex > 0 && o.dev_nd_net > 0 && o.net_ns_inum > 0);
     }
 
