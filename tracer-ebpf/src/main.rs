@@ -269,7 +269,23 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
     let skb_len: u32 = read(skb + cfg!(offsets.skb_len) as u64);
     let data_len: u32 = read(skb + cfg!(offsets.skb_data_len) as u64);
     let mut fp = compute_fingerprint(&l3, data + skb_len.saturating_sub(data_len) as u64);
-    if fp == 0 && data_len != 0 && l3.l2 {
+    // Only the points where an AF_PACKET TX-ring skb is first seen (the
+    // probe id is a constant per program, so the others lose this code):
+    // each branch here multiplies the paths the verifier must walk, which
+    // costs minutes per program on 6.1 under emulation.
+    let tx_ring_point = matches!(
+        probe,
+        id::VETH_XMIT
+            | id::DEV_HARD_START_XMIT
+            | id::TP_NET_DEV_START_XMIT
+            | id::NETIF_RX
+            | id::__NETIF_RX
+            | id::TP_NETIF_RX
+            | id::TP_KFREE_SKB
+            | id::TP_CONSUME_SKB
+    );
+    if !tx_ring_point {
+    } else if fp == 0 && data_len != 0 && l3.l2 {
         // Headers in page fragments: an AF_PACKET TX-ring skb, fingerprinted
         // by the uprobe that saw its frame (uprobe.rs).
         fp = uprobe::tx_ring_fingerprint(skb, head, l3.start, skb_len, extra & flags::END != 0);
