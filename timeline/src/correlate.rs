@@ -275,7 +275,13 @@ impl Correlator {
             // page fragments) that gets one once they are pulled into a new
             // head is the same packet.
             let got_fp = l.fp == 0 && ev.fingerprint != 0;
+            // An IP packet's address now carrying something that is not IP
+            // (a netlink skb, say): the IP packet was freed where no probe
+            // looks and slab reuse handed out the same skb and head.
+            let not_ip_anymore =
+                ev.fingerprint == 0 && l.fp != 0 && ev.protocol != 0x0800 && ev.protocol != 0x86dd;
             let reused = rematched
+                || not_ip_anymore
                 || (ev.head != 0
                     && l.head != 0
                     && ev.head != l.head
