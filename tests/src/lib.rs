@@ -236,3 +236,40 @@ impl TwoNs {
         }
     }
 }
+
+/// Two namespaces joined through a Linux bridge in a third:
+/// `ns1 [v1.a] -- [v1.b] br (nsbr) [v2.b] -- [v2.a] ns2`, with
+/// `10.{subnet}.1/24` on v1.a and `10.{subnet}.2/24` on v2.a.
+pub struct BridgedNs {
+    pub ns1: NetNs,
+    pub nsbr: NetNs,
+    pub ns2: NetNs,
+    pub br: Bridge,
+    pub v1: Veth,
+    pub v2: Veth,
+}
+
+impl BridgedNs {
+    pub fn new(prefix: &str, subnet: &str) -> BridgedNs {
+        let ns1 = NetNs::new(&format!("{prefix}1"));
+        let nsbr = NetNs::new(&format!("{prefix}b"));
+        let ns2 = NetNs::new(&format!("{prefix}2"));
+        let br = Bridge::new(&format!("{prefix}br"), Some(&nsbr));
+        let mut v1 = Veth::new(&format!("{prefix}v"));
+        let mut v2 = Veth::new(&format!("{prefix}w"));
+        v1.setup_a(Some(&ns1), Some(&format!("10.{subnet}.1/24")));
+        v1.setup_b(Some(&nsbr), None);
+        v2.setup_a(Some(&ns2), Some(&format!("10.{subnet}.2/24")));
+        v2.setup_b(Some(&nsbr), None);
+        br.attach(&v1.b);
+        br.attach(&v2.b);
+        BridgedNs {
+            ns1,
+            nsbr,
+            ns2,
+            br,
+            v1,
+            v2,
+        }
+    }
+}

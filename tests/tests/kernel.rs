@@ -11,7 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use tests::tracer::{json_lines, run, skbtrace_prog_ids, start};
-use tests::{Bridge, NetNs, TwoNs, Veth, require_root};
+use tests::{Bridge, BridgedNs, NetNs, TwoNs, Veth, require_root};
 
 const READY: &str = "following packets";
 
@@ -257,18 +257,14 @@ fn bridge_hop_is_seen_between_two_netns() {
         return;
     }
     // ns1 [v1a] -- [v1b] br (nsbr) [v2b] -- [v2a] ns2
-    let ns1 = NetNs::new("skb1");
-    let nsbr = NetNs::new("skbb");
-    let ns2 = NetNs::new("skb2");
-    let br = Bridge::new("sbr", Some(&nsbr));
-    let mut v1 = Veth::new("bv");
-    let mut v2 = Veth::new("bw");
-    v1.setup_a(Some(&ns1), Some("10.213.0.1/24"));
-    v1.setup_b(Some(&nsbr), None);
-    v2.setup_a(Some(&ns2), Some("10.213.0.2/24"));
-    v2.setup_b(Some(&nsbr), None);
-    br.attach(&v1.b);
-    br.attach(&v2.b);
+    let BridgedNs {
+        ns1,
+        nsbr,
+        ns2,
+        br: _br,
+        v1,
+        v2,
+    } = BridgedNs::new("skb", "213.0");
 
     let mut t = start(
         &["events", "--json", "--dev", &v1.a, "--netns", &ns1.name],
@@ -687,18 +683,14 @@ fn follow_across_a_bridge_into_another_netns() {
     if !require_root("follow_across_a_bridge_into_another_netns") {
         return;
     }
-    let ns1 = NetNs::new("skc1");
-    let nsbr = NetNs::new("skcb");
-    let ns2 = NetNs::new("skc2");
-    let br = Bridge::new("scb", Some(&nsbr));
-    let mut v1 = Veth::new("cv");
-    let mut v2 = Veth::new("cw");
-    v1.setup_a(Some(&ns1), Some("10.216.0.1/24"));
-    v1.setup_b(Some(&nsbr), None);
-    v2.setup_a(Some(&ns2), Some("10.216.0.2/24"));
-    v2.setup_b(Some(&nsbr), None);
-    br.attach(&v1.b);
-    br.attach(&v2.b);
+    let BridgedNs {
+        ns1,
+        nsbr,
+        ns2,
+        br: _br,
+        v1,
+        v2,
+    } = BridgedNs::new("skc", "216.0");
     let (recs, _) = follow_records(&["--dev", &v1.a, "--netns", &ns1.name], || {
         ns1.run("ping", &["-c", "2", "-i", "0.2", "-W", "2", "10.216.0.2"]);
     });
