@@ -61,9 +61,13 @@ fn main() {
         .arg(&target_dir)
         // build-std is unstable; this is how aya-build uses it on stable.
         .env("RUSTC_BOOTSTRAP", "1")
+        // --disable-expand-memcpy-in-order: bpf-linker otherwise has LLVM
+        // turn every zeroed buffer into a call to a byte-loop `memset`
+        // subprogram, and kernels before 6.3 stop tracking precision across
+        // such calls, which wrecks their state pruning.
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            "--cfg=bpf_target_arch=\"x86_64\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf",
+            "--cfg=bpf_target_arch=\"x86_64\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf\x1f-Clink-arg=--disable-expand-memcpy-in-order",
         );
     // The outer build's compiler wrappers (clippy-driver, sccache) and flags
     // must not leak into the BPF build.

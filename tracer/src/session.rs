@@ -21,7 +21,18 @@ use crate::netdev::Target;
 /// The eBPF object built by build.rs (empty when built without the eBPF toolchain).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o"));
 
+/// `SKBTRACE_EBPF_OBJECT` loads another build of the programs instead (for
+/// comparing builds, e.g. their verifier cost on an older kernel).
 pub fn ebpf_object() -> anyhow::Result<&'static [u8]> {
+    if let Some(path) = std::env::var_os("SKBTRACE_EBPF_OBJECT") {
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "reading the eBPF object named by SKBTRACE_EBPF_OBJECT ({})",
+                path.to_string_lossy()
+            )
+        })?;
+        return Ok(Vec::leak(bytes));
+    }
     if EBPF_OBJECT.is_empty() {
         bail!(
             "this skbtrace was built without its eBPF programs (bpf-linker or rust-src was missing at build time): run scripts/setup.sh, then `cargo build --release` again"
@@ -50,6 +61,9 @@ pub struct PointReport {
     pub via: Option<String>,
     /// Load + attach time of this point's program.
     pub attach_us: u64,
+    /// Instructions the verifier walked to accept the program (kernel 5.16+):
+    /// what makes loading slow on an old kernel or an emulated machine.
+    pub verified_insns: Option<u32>,
     /// Better methods that were not used, and why.
     pub skipped: Vec<Skipped>,
     pub about: &'static str,
@@ -274,6 +288,7 @@ fn attach_function(
         method: None,
         via: None,
         attach_us: 0,
+        verified_insns: None,
         skipped: vec![],
         about: f.about,
     };
@@ -320,8 +335,9 @@ fn attach_function(
         None => {
             let t = Instant::now();
             match load_fentry(ebpf, f.fentry_prog, f.func, aya_btf) {
-                Ok(()) => {
+                Ok(n) => {
                     r.method = Some("fentry");
+                    r.verified_insns = n;
                     r.attach_us = t.elapsed().as_micros() as u64;
                     return r;
                 }
@@ -350,8 +366,9 @@ fn attach_function(
     } else {
         let t = Instant::now();
         match load_kprobe(ebpf, f.kprobe_prog, &sym.name) {
-            Ok(()) => {
+            Ok(n) => {
                 r.method = Some("kprobe");
+                r.verified_insns = n;
                 r.attach_us = t.elapsed().as_micros() as u64;
                 return r;
             }
@@ -381,18 +398,38 @@ where
         .map_err(|e: aya::programs::ProgramError| error_line(&e))
 }
 
-fn load_fentry(ebpf: &mut Ebpf, prog: &str, func: &str, btf: &Btf) -> Result<(), String> {
-    let p: &mut FEntry = program_mut(ebpf, prog)?;
-    p.load(func, btf).map_err(|e| error_line(&e))?;
-    p.attach().map_err(|e| error_line(&e))?;
-    Ok(())
+/// Logs how long the verifier took and how much it walked; returns the
+/// latter. Seen with `RUST_LOG=skbtrace=info` while a slow load is running.
+fn loaded(
+    prog: &str,
+    started: Instant,
+    info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
+) -> Option<u32> {
+    let n = info.ok().and_then(|i| i.verified_instruction_count());
+    log::info!(
+        "loaded {prog} in {} ms ({} instructions verified)",
+        started.elapsed().as_millis(),
+        n.map_or("?".into(), |n| n.to_string())
+    );
+    n
 }
 
-fn load_kprobe(ebpf: &mut Ebpf, prog: &str, symbol: &str) -> Result<(), String> {
+fn load_fentry(ebpf: &mut Ebpf, prog: &str, func: &str, btf: &Btf) -> Result<Option<u32>, String> {
+    let p: &mut FEntry = program_mut(ebpf, prog)?;
+    let t = Instant::now();
+    p.load(func, btf).map_err(|e| error_line(&e))?;
+    let n = loaded(prog, t, p.info());
+    p.attach().map_err(|e| error_line(&e))?;
+    Ok(n)
+}
+
+fn load_kprobe(ebpf: &mut Ebpf, prog: &str, symbol: &str) -> Result<Option<u32>, String> {
     let p: &mut KProbe = program_mut(ebpf, prog)?;
+    let t = Instant::now();
     p.load().map_err(|e| error_line(&e))?;
+    let n = loaded(prog, t, p.info());
     p.attach(symbol, 0).map_err(|e| error_line(&e))?;
-    Ok(())
+    Ok(n)
 }
 
 fn attach_tracepoint(ebpf: &mut Ebpf, tp: &TracePoint, btf: &Btf) -> PointReport {
@@ -403,6 +440,7 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tp: &TracePoint, btf: &Btf) -> PointReport
         method: None,
         via: None,
         attach_us: 0,
+        verified_insns: None,
         skipped: vec![],
         about: tp.about,
     };
@@ -411,15 +449,17 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tp: &TracePoint, btf: &Btf) -> PointReport
         reason: "a tracepoint, not a function".into(),
     });
     let t = Instant::now();
-    let tb = (|| -> Result<(), String> {
+    let tb = (|| -> Result<Option<u32>, String> {
         let p: &mut BtfTracePoint = program_mut(ebpf, tp.tp_btf_prog)?;
         p.load(tp.name, btf).map_err(|e| error_line(&e))?;
+        let n = loaded(tp.tp_btf_prog, t, p.info());
         p.attach().map_err(|e| error_line(&e))?;
-        Ok(())
+        Ok(n)
     })();
     match tb {
-        Ok(()) => {
+        Ok(n) => {
             r.method = Some("tp_btf");
+            r.verified_insns = n;
             r.attach_us = t.elapsed().as_micros() as u64;
             return r;
         }
@@ -429,15 +469,17 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tp: &TracePoint, btf: &Btf) -> PointReport
         }),
     }
     let t = Instant::now();
-    let rt = (|| -> Result<(), String> {
+    let rt = (|| -> Result<Option<u32>, String> {
         let p: &mut RawTracePoint = program_mut(ebpf, tp.raw_tp_prog)?;
         p.load().map_err(|e| error_line(&e))?;
+        let n = loaded(tp.raw_tp_prog, t, p.info());
         p.attach(tp.name).map_err(|e| error_line(&e))?;
-        Ok(())
+        Ok(n)
     })();
     match rt {
-        Ok(()) => {
+        Ok(n) => {
             r.method = Some("raw_tracepoint");
+            r.verified_insns = n;
             r.attach_us = t.elapsed().as_micros() as u64;
         }
         Err(e) => r.skipped.push(Skipped {
