@@ -415,7 +415,6 @@ fn bad_input_gives_clear_errors_and_stable_exit_codes() {
 /// kernel under qemu, where fentry and kprobes are available, so the
 /// fentry/kprobe rungs and the BTF offsets are proven on a second kernel.
 #[test]
-#[ignore = "REGRESSION (see the session note): since the uprobe/TX-ring changes to on_skb the kernel programs take over 5 minutes each to load in the 6.1 guest under TCG (they took ~3 s at commit 96c067a), so this suite cannot finish in CI's time. Run it with --run-ignored once fixed."]
 fn vm_debian_61_runs_this_suite() {
     if !require_root("vm_debian_61_runs_this_suite") {
         return;

@@ -278,8 +278,7 @@ impl Correlator {
             // An IP packet's address now carrying something that is not IP
             // (a netlink skb, say): the IP packet was freed where no probe
             // looks and slab reuse handed out the same skb and head.
-            let not_ip_anymore =
-                ev.fingerprint == 0 && l.fp != 0 && ev.protocol != 0x0800 && ev.protocol != 0x86dd;
+            let not_ip_anymore = ev.fingerprint == 0 && l.fp != 0 && !is_ip(ev.protocol);
             let reused = rematched
                 || not_ip_anymore
                 || (ev.head != 0
@@ -330,11 +329,15 @@ impl Correlator {
             .filter(|_| ev.head != 0)
             .map(|h| h.pkt)
             .filter(|pkt| {
-                ev.fingerprint == 0
-                    || self
-                        .packets
-                        .get(pkt)
-                        .is_none_or(|p| p.fps.is_empty() || p.fps.contains(&ev.fingerprint))
+                let p = self.packets.get(pkt);
+                if ev.fingerprint == 0 {
+                    // No fingerprint: a clone whose headers are not linear
+                    // (still IP), or not IP at all, which no clone of an IP
+                    // packet can be (a netlink skb in a reused buffer).
+                    is_ip(ev.protocol) || p.is_none_or(|p| p.fps.is_empty())
+                } else {
+                    p.is_none_or(|p| p.fps.is_empty() || p.fps.contains(&ev.fingerprint))
+                }
             })
             .or_else(|| self.fp_join(ev));
         let pkt = match joined {
@@ -753,3 +756,7 @@ impl Correlator {
 mod tests;
 
 mod user;
+
+fn is_ip(ethertype: u16) -> bool {
+    ethertype == 0x0800 || ethertype == 0x86dd
+}

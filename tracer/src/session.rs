@@ -400,7 +400,7 @@ where
 
 /// Logs how long the verifier took and how much it walked; returns the
 /// latter. Seen with `RUST_LOG=skbtrace=info` while a slow load is running.
-fn loaded(
+pub(crate) fn log_loaded(
     prog: &str,
     started: Instant,
     info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
@@ -418,7 +418,7 @@ fn load_fentry(ebpf: &mut Ebpf, prog: &str, func: &str, btf: &Btf) -> Result<Opt
     let p: &mut FEntry = program_mut(ebpf, prog)?;
     let t = Instant::now();
     p.load(func, btf).map_err(|e| error_line(&e))?;
-    let n = loaded(prog, t, p.info());
+    let n = log_loaded(prog, t, p.info());
     p.attach().map_err(|e| error_line(&e))?;
     Ok(n)
 }
@@ -427,7 +427,7 @@ fn load_kprobe(ebpf: &mut Ebpf, prog: &str, symbol: &str) -> Result<Option<u32>,
     let p: &mut KProbe = program_mut(ebpf, prog)?;
     let t = Instant::now();
     p.load().map_err(|e| error_line(&e))?;
-    let n = loaded(prog, t, p.info());
+    let n = log_loaded(prog, t, p.info());
     p.attach(symbol, 0).map_err(|e| error_line(&e))?;
     Ok(n)
 }
@@ -452,7 +452,7 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tp: &TracePoint, btf: &Btf) -> PointReport
     let tb = (|| -> Result<Option<u32>, String> {
         let p: &mut BtfTracePoint = program_mut(ebpf, tp.tp_btf_prog)?;
         p.load(tp.name, btf).map_err(|e| error_line(&e))?;
-        let n = loaded(tp.tp_btf_prog, t, p.info());
+        let n = log_loaded(tp.tp_btf_prog, t, p.info());
         p.attach().map_err(|e| error_line(&e))?;
         Ok(n)
     })();
@@ -472,7 +472,7 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tp: &TracePoint, btf: &Btf) -> PointReport
     let rt = (|| -> Result<Option<u32>, String> {
         let p: &mut RawTracePoint = program_mut(ebpf, tp.raw_tp_prog)?;
         p.load().map_err(|e| error_line(&e))?;
-        let n = loaded(tp.raw_tp_prog, t, p.info());
+        let n = log_loaded(tp.raw_tp_prog, t, p.info());
         p.attach(tp.name).map_err(|e| error_line(&e))?;
         Ok(n)
     })();

@@ -997,7 +997,9 @@ fn load_once<'a>(
         .try_into()
         .map_err(|e: aya::programs::ProgramError| crate::session::error_line(&e))?;
     if !loaded.iter().any(|l| l == name) {
+        let t = Instant::now();
         p.load().map_err(|e| crate::session::error_line(&e))?;
+        crate::session::log_loaded(name, t, p.info());
         loaded.push(name.to_string());
     }
     Ok(p)

@@ -157,6 +157,51 @@ fn an_skb_address_reused_after_end_is_a_new_packet() {
 }
 
 #[test]
+fn a_non_ip_skb_in_a_reused_buffer_does_not_join_the_ip_packet_still_holding_it() {
+    let mut c = Correlator::new(cfg());
+    let f = ping(1);
+    // An skb and a clone of it share one head; the skb's free is never
+    // seen (TCP coalescing), so the correlator thinks both are alive.
+    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 1000, 0xa000, 0xb000, &f));
+    c.push(&ev(id::PACKET_RCV, 0, 2000, 0xc000, 0xb000, &f));
+    // The slab hands that skb and a head at the same address to a netlink
+    // message, freed with consume_skb.
+    let mut nl = synth::event(
+        id::TP_CONSUME_SKB,
+        m::TP_BTF,
+        fl::END,
+        3000,
+        0xa000,
+        0xb000,
+        &[0u8; 60],
+        false,
+    );
+    nl.protocol = 0;
+    nl.fingerprint = 0;
+    c.push(&nl);
+    // A clone of the IP packet whose headers are not readable
+    // (fingerprint 0, protocol IP) still joins through the shared head.
+    let mut frag = ev(id::PACKET_RCV, 0, 4000, 0xd000, 0xb000, &f);
+    frag.fingerprint = 0;
+    c.push(&frag);
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 5000, 0xc000, 0xb000, &f));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 6000, 0xd000, 0xb000, &f));
+    let out = c.finish();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(
+        probes_of(&out[0]),
+        [
+            "net:netif_rx",
+            "packet_rcv",
+            "packet_rcv",
+            "skb:consume_skb",
+            "skb:consume_skb"
+        ],
+        "the netlink free is not a hop of the ping"
+    );
+}
+
+#[test]
 fn a_new_head_with_a_new_fingerprint_means_the_end_was_missed() {
     let mut c = Correlator::new(cfg());
     let (a, b) = (ping(1), ping(2));
