@@ -174,7 +174,12 @@ fn locate(skb: u64) -> Skb {
     let mac: u16 = read(skb + cfg!(offsets.skb_mac_header) as u64);
     let nh: u16 = read(skb + cfg!(offsets.skb_network_header) as u64);
     let proto = u16::from_be(read::<u16>(skb + cfg!(offsets.skb_protocol) as u64));
-    let eth = head + mac as u64;
+    // Without a MAC header nothing at head+0xffff is worth reading.
+    let eth = if mac != NO_HEADER {
+        head + mac as u64
+    } else {
+        head
+    };
     let eth_type = u16::from_be(read::<u16>(eth + 12));
     let vlan = eth_type == 0x8100 || eth_type == 0x88a8;
     // The Ethernet header is trusted when the network header lies after it,
