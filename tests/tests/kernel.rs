@@ -58,11 +58,12 @@ fn probes_attach_by_the_best_method_this_kernel_allows() {
     );
     for p in r["points"].as_array().expect("points") {
         eprintln!(
-            "  {:<26} {:<16} via {:<26} {:>6} us",
+            "  {:<26} {:<16} via {:<26} {:>6} us {:>7} insns",
             p["point"].as_str().unwrap_or(""),
             p["method"].as_str().unwrap_or("UNAVAILABLE"),
             p["via"].as_str().unwrap_or("-"),
-            p["attach_us"]
+            p["attach_us"],
+            p["verified_insns"]
         );
     }
     // Every point that is not attached says why for each rung.
@@ -81,6 +82,21 @@ fn probes_attach_by_the_best_method_this_kernel_allows() {
                 );
             }
         }
+    }
+    // Every program the verifier accepted says what that cost (both
+    // kernels are 5.16+). The budget guards against the path explosion that
+    // once made each load take 546k instructions and minutes under qemu on
+    // 6.1; today each takes about 2.5k.
+    for p in r["points"].as_array().expect("points") {
+        if p["method"].is_null() || !p["via"].is_null() {
+            continue;
+        }
+        let n = p["verified_insns"].as_u64().unwrap_or(0);
+        assert!(
+            n > 0 && n < 50_000,
+            "{}: verifier walked {n} instructions: {p}",
+            p["point"]
+        );
     }
     // The drop and free tracepoints exist on every kernel we support.
     assert_eq!(method("skb:kfree_skb").as_deref(), Some("tp_btf"));

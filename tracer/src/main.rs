@@ -313,13 +313,23 @@ fn print_probe_table(out: &mut impl Write, r: &AttachReport) -> std::io::Result<
         }
     }
     writeln!(out)?;
-    writeln!(
+    let insns: Vec<u32> = r.points.iter().filter_map(|p| p.verified_insns).collect();
+    write!(
         out,
         "{} of {} points attached in {} ms",
         r.attached(),
         r.points.len(),
         r.total_attach_ms
     )?;
+    if let Some(max) = insns.iter().max() {
+        write!(
+            out,
+            "; the verifier walked {} instructions for {} programs (largest {max})",
+            insns.iter().map(|&n| n as u64).sum::<u64>(),
+            insns.len()
+        )?;
+    }
+    writeln!(out)?;
     Ok(())
 }
 
