@@ -113,22 +113,20 @@ pub enum Record {
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// On the stack for the usual capture sizes: one hex string per hop is
+    /// most of what the JSON writer does at high packet rates.
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        let mut out = String::with_capacity(v.len() * 2);
-        for b in v {
-            out.push_str(&format!("{b:02x}"));
+        let mut buf = [0u8; 512];
+        match buf.get_mut(..v.len() * 2) {
+            Some(out) => {
+                hex::encode_to_slice(v, out).map_err(serde::ser::Error::custom)?;
+                s.serialize_str(std::str::from_utf8(out).map_err(serde::ser::Error::custom)?)
+            }
+            None => s.serialize_str(&hex::encode(v)),
         }
-        s.serialize_str(&out)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.len() % 2 != 0 {
-            return Err(D::Error::custom("odd number of hex digits"));
-        }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(D::Error::custom))
-            .collect()
+        hex::decode(String::deserialize(d)?).map_err(D::Error::custom)
     }
 }
