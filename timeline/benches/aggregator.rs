@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use probes::{Event, flags, id, method};
 use timeline::decode::{decode, encode};
+use timeline::sink::{JsonSink, Sink, TextSink};
 use timeline::synth::{self, frame};
 use timeline::{Correlator, CorrelatorConfig};
 
@@ -171,12 +172,21 @@ fn main() {
     // `each`: timelines handed out by reference from one reused buffer
     // (poll_each, what the tracer's sinks use); else owned (poll, for
     // callers that keep them, like the TUI) and dropped.
-    let run = |each: bool| {
+    // `sink`: 0 none, 1 the text sink, 2 the JSON sink (with hop bytes),
+    // both writing to io::sink(): the formatting cost, not the I/O.
+    let run_with = |each: bool, sink: u8| {
         let mut c = Correlator::new(CorrelatorConfig::default());
         let (mut timelines, mut hops) = (0usize, 0usize);
+        let mut text = TextSink::new(std::io::sink());
+        let mut json = JsonSink::new(std::io::sink());
         let mut seen = |t: &timeline::Timeline| {
             timelines += 1;
             hops += t.hops.len();
+            let _ = match sink {
+                1 => text.timeline(t),
+                2 => json.timeline(t),
+                _ => Ok(()),
+            };
         };
         for (i, rec) in black_box(&bytes).chunks_exact(Event::SIZE).enumerate() {
             if let Ok(ev) = decode(rec) {
@@ -200,8 +210,11 @@ fn main() {
         black_box(c.summary());
         (timelines, hops)
     };
+    let run = |each: bool| run_with(each, 0);
     let (t_corr, (timelines, hops)) = best_of(3, || run(true));
     let (t_drop, _) = best_of(3, || run(false));
+    let (t_text, _) = best_of(3, || run_with(true, 1));
+    let (t_json, _) = best_of(3, || run_with(true, 2));
 
     let rate = |t: f64| events as f64 / t / 1e6;
     println!("M events/s        (thread CPU time)  (wall time)");
@@ -224,6 +237,16 @@ fn main() {
         "decode+correlate  {:>8.2}            {:>8.2}   (poll: owned timelines, dropped)",
         rate(t_drop.0),
         rate(t_drop.1)
+    );
+    println!(
+        "+ text sink       {:>8.2}            {:>8.2}   (formatting only, to io::sink)",
+        rate(t_text.0),
+        rate(t_text.1)
+    );
+    println!(
+        "+ JSON sink       {:>8.2}            {:>8.2}   (formatting only, to io::sink)",
+        rate(t_json.0),
+        rate(t_json.1)
     );
     println!(
         "decode+correlate / decode-only = {:.4} (CPU) {:.4} (wall); {:.0} ns CPU per event; {timelines} timelines, {hops} hops",

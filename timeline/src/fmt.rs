@@ -8,24 +8,40 @@ use chrono::DateTime;
 /// `850ns`, `84.2us`, `1.23ms`, `2.500s`: three significant digits, unit
 /// picked so the number stays short.
 pub fn duration(ns: u64) -> String {
+    let mut s = String::with_capacity(10);
+    write_duration(&mut s, ns);
+    s
+}
+
+/// [`duration`] appended to `out`, in integer arithmetic (rounding half
+/// up): it runs for every hop of every packet printed.
+pub fn write_duration(out: &mut String, ns: u64) {
     if ns < 1_000 {
-        format!("{ns}ns")
+        let _ = write!(out, "{ns}ns");
     } else if ns < 1_000_000 {
-        scaled(ns as f64 / 1e3, "us")
+        scaled(out, ns, 1_000, "us");
     } else if ns < 1_000_000_000 {
-        scaled(ns as f64 / 1e6, "ms")
+        scaled(out, ns, 1_000_000, "ms");
     } else {
-        format!("{:.3}s", ns as f64 / 1e9)
+        let ms = (ns + 500_000) / 1_000_000;
+        let _ = write!(out, "{}.{:03}s", ms / 1000, ms % 1000);
     }
 }
 
-fn scaled(v: f64, unit: &str) -> String {
-    if v < 10.0 {
-        format!("{v:.2}{unit}")
-    } else if v < 100.0 {
-        format!("{v:.1}{unit}")
-    } else {
-        format!("{v:.0}{unit}")
+/// `ns / unit` with 2, 1 or 0 decimals: the most that keeps three
+/// significant digits after rounding.
+fn scaled(out: &mut String, ns: u64, unit: u64, name: &str) {
+    for (decimals, step) in [(2, unit / 100), (1, unit / 10), (0, unit)] {
+        let v = (ns + step / 2) / step; // in steps, rounded half up
+        if v >= 1000 && decimals > 0 {
+            continue;
+        }
+        let _ = match decimals {
+            2 => write!(out, "{}.{:02}{name}", v / 100, v % 100),
+            1 => write!(out, "{}.{}{name}", v / 10, v % 10),
+            _ => write!(out, "{v}{name}"),
+        };
+        return;
     }
 }
 
@@ -94,6 +110,12 @@ mod tests {
         assert_eq!(duration(999_499), "999us");
         assert_eq!(duration(1_230_000), "1.23ms");
         assert_eq!(duration(2_500_000_000), "2.500s");
+        assert_eq!(duration(9_994), "9.99us");
+        assert_eq!(duration(9_996), "10.0us");
+        assert_eq!(duration(10_050), "10.1us");
+        assert_eq!(duration(12_345_678), "12.3ms");
+        assert_eq!(duration(345_678_901), "346ms");
+        assert_eq!(duration(61_234_567_890), "61.235s");
     }
 
     #[test]

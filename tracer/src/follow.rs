@@ -246,6 +246,11 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
                 }
             }
             corr.borrow_mut().poll_each(now_mono_ns(), emit_one);
+            if sink_error.borrow().is_none()
+                && let Err(e) = sinks.borrow_mut().flush()
+            {
+                *sink_error.borrow_mut() = Some(e);
+            }
             if let Some(tx) = &opts.tui
                 && last_status.elapsed() >= Duration::from_secs(1)
             {

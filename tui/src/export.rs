@@ -40,7 +40,7 @@ fn write_all(app: &App, mut sink: impl Sink) -> io::Result<usize> {
         sink.timeline(t)?;
         n += 1;
     }
-    // Both sinks flush after every packet, so nothing is left buffered.
+    sink.flush()?;
     Ok(n)
 }
 

@@ -43,8 +43,7 @@ impl<W: Write> JsonSink<W> {
 
     fn line(&mut self, r: RecordRef<'_>) -> io::Result<()> {
         serde_json::to_writer(&mut self.w, &r).map_err(io::Error::other)?;
-        self.w.write_all(b"\n")?;
-        self.w.flush()
+        self.w.write_all(b"\n")
     }
 }
 
@@ -61,7 +60,12 @@ impl<W: Write> Sink for JsonSink<W> {
         self.line(RecordRef::Timeline(&slim))
     }
 
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+
     fn finish(&mut self, s: &Summary) -> io::Result<()> {
-        self.line(RecordRef::Summary(s))
+        self.line(RecordRef::Summary(s))?;
+        self.w.flush()
     }
 }

@@ -15,9 +15,15 @@ pub use text::TextSink;
 
 /// A consumer of finished timelines.
 pub trait Sink {
-    /// One packet. Sinks writing files flush here so an interrupted trace
-    /// leaves a valid file.
+    /// One packet. Buffered: a write per packet cost more than formatting
+    /// it at high packet rates.
     fn timeline(&mut self, t: &Timeline) -> io::Result<()>;
+    /// Writes out what is buffered (the tracer calls it on every 100 ms
+    /// tick, so output stays live and an interrupted trace loses at most
+    /// that much).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// The end of the trace: writes the summary (where the format has one)
     /// and flushes.
     fn finish(&mut self, s: &Summary) -> io::Result<()>;
@@ -26,6 +32,9 @@ pub trait Sink {
 impl<S: Sink + ?Sized> Sink for Box<S> {
     fn timeline(&mut self, t: &Timeline) -> io::Result<()> {
         (**self).timeline(t)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
     }
     fn finish(&mut self, s: &Summary) -> io::Result<()> {
         (**self).finish(s)
@@ -55,6 +64,16 @@ impl Sink for Tee {
         let mut first = Ok(());
         for s in &mut self.sinks {
             let r = s.timeline(t);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let mut first = Ok(());
+        for s in &mut self.sinks {
+            let r = s.flush();
             if first.is_ok() {
                 first = r;
             }

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::Sink;
-use crate::fmt::duration;
+use crate::fmt::{duration, write_duration};
 use crate::model::{Hop, Summary, Timeline};
 
 /// Writes the text waterfall to `W` (stdout, a file, a Vec in tests).
@@ -43,7 +43,8 @@ impl<W: Write> TextSink<W> {
 /// The block for one packet, ending with a newline.
 pub fn render_timeline(t: &Timeline, netns_names: &HashMap<u32, String>) -> String {
     let mut s = String::with_capacity(96 * (t.hops.len() + 1));
-    let _ = write!(s, "#{} {}  total {}", t.id, t.summary, duration(t.total_ns));
+    let _ = write!(s, "#{} {}  total ", t.id, t.summary);
+    write_duration(&mut s, t.total_ns);
     if !t.complete {
         s.push_str("  [incomplete]");
     }
@@ -60,32 +61,52 @@ pub fn render_timeline(t: &Timeline, netns_names: &HashMap<u32, String>) -> Stri
     s
 }
 
+/// Pads what was written to `s` since `start` with spaces to `width`
+/// characters (as `{:<width}` would).
+fn pad(s: &mut String, start: usize, width: usize) {
+    let n = s[start..].chars().count();
+    for _ in n..width {
+        s.push(' ');
+    }
+}
+
+// Written piece by piece into `s`: format! per field was most of the cost
+// of printing a packet.
 fn render_hop(s: &mut String, h: &Hop, netns_names: &HashMap<u32, String>) {
-    let dev = if h.dev.is_empty() {
-        "-"
-    } else {
-        h.dev.as_str()
-    };
-    let place = match (h.netns, netns_names.get(&h.netns)) {
-        (0, _) => dev.to_string(),
-        (_, Some(n)) => format!("{dev}@{n}"),
-        (ns, None) => format!("{dev}@{ns}"),
-    };
-    let task = format!(
-        "{}:{}",
-        if h.comm.is_empty() {
-            "-"
-        } else {
-            h.comm.as_str()
-        },
-        h.pid
-    );
-    let delta = format!("+{}", duration(h.delta_ns));
-    let _ = write!(
-        s,
-        "  {delta:<9} {:<25} {:<10}  {place:<20} cpu {:<3} {task}",
-        h.probe, h.method, h.cpu
-    );
+    s.push_str("  ");
+    let start = s.len();
+    s.push('+');
+    write_duration(s, h.delta_ns);
+    pad(s, start, 9);
+    s.push(' ');
+    let start = s.len();
+    s.push_str(&h.probe);
+    pad(s, start, 25);
+    s.push(' ');
+    let start = s.len();
+    s.push_str(&h.method);
+    pad(s, start, 10);
+    s.push_str("  ");
+    let start = s.len();
+    s.push_str(if h.dev.is_empty() { "-" } else { &h.dev });
+    match (h.netns, netns_names.get(&h.netns)) {
+        (0, _) => {}
+        (_, Some(n)) => {
+            s.push('@');
+            s.push_str(n);
+        }
+        (ns, None) => {
+            let _ = write!(s, "@{ns}");
+        }
+    }
+    pad(s, start, 20);
+    s.push_str(" cpu ");
+    let start = s.len();
+    let _ = write!(s, "{}", h.cpu);
+    pad(s, start, 3);
+    s.push(' ');
+    s.push_str(if h.comm.is_empty() { "-" } else { &h.comm });
+    let _ = write!(s, ":{}", h.pid);
     if let Some(r) = &h.drop_reason {
         let _ = write!(s, "  drop: {r}");
     }
@@ -140,7 +161,10 @@ impl<W: Write> Sink for TextSink<W> {
     fn timeline(&mut self, t: &Timeline) -> io::Result<()> {
         let mut block = render_timeline(t, &self.netns_names);
         block.push('\n');
-        self.w.write_all(block.as_bytes())?;
+        self.w.write_all(block.as_bytes())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.w.flush()
     }
 
