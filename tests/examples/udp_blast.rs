@@ -50,11 +50,7 @@ fn blast(
     duration: Duration,
     payload: usize,
 ) -> std::io::Result<(u64, Duration)> {
-    let sock = UdpSocket::bind(if dst.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    })?;
+    let sock = UdpSocket::bind(if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
     sock.connect(dst)?;
     let mut bufs = vec![vec![0u8; payload]; BATCH];
     let start = Instant::now();
@@ -86,14 +82,8 @@ fn blast(
             })
             .collect();
         // SAFETY: `msgs` holds BATCH valid headers for a connected socket.
-        let n = unsafe {
-            libc::sendmmsg(
-                sock.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                msgs.len() as u32,
-                0,
-            )
-        };
+        let n =
+            unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as u32, 0) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             // A full socket buffer or no ARP entry yet: try again.

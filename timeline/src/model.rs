@@ -65,6 +65,10 @@ pub struct Timeline {
     /// RFC 3339 wall-clock time of the first hop.
     pub wall_start: String,
     pub total_ns: u64,
+    /// In JSON a hop whose bytes repeat the previous hop's (the usual case:
+    /// most hops see the same headers) has `"same_data":true` instead of
+    /// `data` and `l2`; reading it back restores them (see `hops_json`).
+    #[serde(with = "hops_json")]
     pub hops: Vec<Hop>,
 }
 
@@ -128,5 +132,91 @@ mod hex_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         hex::decode(String::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
+mod hops_json {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Hop;
+
+    /// A hop as written to JSON: the fields of [`Hop`], borrowed, with
+    /// `data`/`l2` left out when they repeat the previous hop's.
+    #[derive(Serialize)]
+    struct HopOut<'a> {
+        probe: &'a str,
+        method: &'a str,
+        dev: &'a str,
+        ifindex: u32,
+        netns: u32,
+        cpu: u32,
+        pid: u32,
+        comm: &'a str,
+        ts_ns: u64,
+        delta_ns: u64,
+        len: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        drop_reason: &'a Option<String>,
+        #[serde(skip_serializing_if = "<[u8]>::is_empty", with = "super::hex_bytes")]
+        data: &'a [u8],
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        l2: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        same_data: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        batch: Option<u32>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        by_time: bool,
+    }
+
+    pub fn serialize<S: Serializer>(hops: &[Hop], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(hops.len()))?;
+        let mut prev: Option<&Hop> = None;
+        for h in hops {
+            let same = !h.data.is_empty() && prev.is_some_and(|p| p.l2 == h.l2 && p.data == h.data);
+            seq.serialize_element(&HopOut {
+                probe: &h.probe,
+                method: &h.method,
+                dev: &h.dev,
+                ifindex: h.ifindex,
+                netns: h.netns,
+                cpu: h.cpu,
+                pid: h.pid,
+                comm: &h.comm,
+                ts_ns: h.ts_ns,
+                delta_ns: h.delta_ns,
+                len: h.len,
+                drop_reason: &h.drop_reason,
+                data: if same { &[] } else { &h.data },
+                l2: h.l2 && !same,
+                same_data: same,
+                batch: h.batch,
+                by_time: h.by_time,
+            })?;
+            prev = Some(h);
+        }
+        seq.end()
+    }
+
+    #[derive(Deserialize)]
+    struct HopIn {
+        #[serde(flatten)]
+        hop: Hop,
+        #[serde(default)]
+        same_data: bool,
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hop>, D::Error> {
+        let raw = Vec::<HopIn>::deserialize(d)?;
+        let mut hops: Vec<Hop> = Vec::with_capacity(raw.len());
+        for HopIn { mut hop, same_data } in raw {
+            if same_data && let Some(p) = hops.last() {
+                hop.data = p.data.clone();
+                hop.l2 = p.l2;
+            }
+            hops.push(hop);
+        }
+        Ok(hops)
     }
 }

@@ -86,6 +86,7 @@ pub fn read_path(path: impl AsRef<Path>) -> Result<Replay, ReplayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Hop;
     use crate::sink::{JsonSink, Sink};
 
     fn saved(with_summary: bool) -> (Vec<u8>, Vec<Timeline>, Summary) {
@@ -126,6 +127,53 @@ mod tests {
         );
         assert_eq!(r.summary, summary);
         assert!(!r.summary_recomputed);
+    }
+
+    #[test]
+    fn repeated_hop_bytes_are_written_once_and_restored_on_reading() {
+        let (mut timelines, _) = crate::synth::demo_timelines();
+        let t = &mut timelines[0];
+        let base = t.hops[0].clone();
+        let l3 = base.data[14..].to_vec();
+        let hop = |data: &[u8], l2: bool| Hop {
+            data: data.to_vec(),
+            l2,
+            batch: Some(3),
+            by_time: true,
+            drop_reason: Some("NO_SOCKET".into()),
+            ..base.clone()
+        };
+        t.hops = vec![
+            hop(&base.data, true),
+            hop(&base.data, true), // same bytes: written once
+            hop(&l3, false),       // from L3 now: written
+            hop(&[], false),       // nothing captured
+            hop(&l3, false),       // after an empty hop: written
+            hop(&l3, false),       // same again
+        ];
+        let mut sink = JsonSink::new(Vec::new());
+        sink.timeline(&timelines[0]).expect("write to Vec");
+        let bytes = sink.into_inner();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
+        let written: Vec<(bool, bool)> = v["hops"]
+            .as_array()
+            .expect("hops")
+            .iter()
+            .map(|h| (h.get("data").is_some(), h["same_data"] == true))
+            .collect();
+        assert_eq!(
+            written,
+            [
+                (true, false),
+                (false, true),
+                (true, false),
+                (false, false),
+                (true, false),
+                (false, true)
+            ]
+        );
+        let r = read(&bytes[..]).expect("reads back");
+        assert_eq!(r.timelines[0], timelines[0], "every hop's bytes come back");
     }
 
     #[test]
