@@ -124,6 +124,8 @@ struct LiveSkb {
     pkt: u64,
     head: u64,
     fp: u64,
+    /// The ethertype last seen (0: unknown).
+    proto: u16,
 }
 
 /// An address whose life ended, kept while its packet is held so late
@@ -279,8 +281,12 @@ impl Correlator {
             // (a netlink skb, say): the IP packet was freed where no probe
             // looks and slab reuse handed out the same skb and head.
             let not_ip_anymore = ev.fingerprint == 0 && l.fp != 0 && !is_ip(ev.protocol);
+            // And the other way: an address that carried ARP (say) now
+            // carrying IP is a new packet, not headers that became readable.
+            let ip_now = l.proto != 0 && !is_ip(l.proto) && is_ip(ev.protocol);
             let reused = rematched
                 || not_ip_anymore
+                || ip_now
                 || (ev.head != 0
                     && l.head != 0
                     && ev.head != l.head
@@ -294,6 +300,9 @@ impl Correlator {
                 }
                 if let Some(s) = self.skbs.get_mut(&ev.skb) {
                     s.head = ev.head;
+                    if ev.protocol != 0 {
+                        s.proto = ev.protocol;
+                    }
                     if ev.fingerprint != 0 {
                         s.fp = ev.fingerprint;
                     }
@@ -370,6 +379,7 @@ impl Correlator {
                     pkt,
                     head: ev.head,
                     fp: ev.fingerprint,
+                    proto: ev.protocol,
                 },
             );
             if ev.head != 0 {

@@ -202,6 +202,34 @@ fn a_non_ip_skb_in_a_reused_buffer_does_not_join_the_ip_packet_still_holding_it(
 }
 
 #[test]
+fn an_address_that_carried_arp_and_now_carries_ip_is_a_new_packet() {
+    let mut c = Correlator::new(cfg());
+    let arp = frame::arp(2, [2, 0, 0, 0, 0, 2], [10, 0, 1, 2], [10, 0, 1, 1]);
+    // An ARP reply whose free no probe saw (the life stays open)...
+    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 1000, 0xa000, 0xb000, &arp));
+    // ...then slab reuse hands the same skb and head to a ping.
+    let f = ping(1);
+    c.push(&ev(id::IP_OUTPUT, fl::MATCH, 800 * MS, 0xa000, 0xb000, &f));
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        801 * MS,
+        0xa000,
+        0xb000,
+        &f,
+    ));
+    let out = c.finish();
+    let ping_tl: Vec<_> = out.iter().filter(|t| t.summary.contains("ICMP")).collect();
+    assert_eq!(ping_tl.len(), 1, "{out:#?}");
+    assert_eq!(
+        probes_of(ping_tl[0]),
+        ["ip_output", "skb:consume_skb"],
+        "the ARP hop is not part of the ping"
+    );
+    assert_eq!(out.len(), 2, "the ARP packet is a timeline of its own");
+}
+
+#[test]
 fn a_new_head_with_a_new_fingerprint_means_the_end_was_missed() {
     let mut c = Correlator::new(cfg());
     let (a, b) = (ping(1), ping(2));
