@@ -420,7 +420,8 @@ pub fn check_joined(
         let users: Vec<usize> = (0..hops.len())
             .filter(|&i| method(&hops[i]) == "uprobe")
             .collect();
-        let ctx = || format!("seq {seq} timeline:\n{tl:#}");
+        // The whole trace too: a missing hop is usually in another timeline.
+        let ctx = || format!("seq {seq} timeline:\n{tl:#}\nall records:\n{}", dump());
         let first_rx = users
             .iter()
             .copied()
