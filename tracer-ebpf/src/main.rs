@@ -428,8 +428,12 @@ fn follow(skb: u64, fp: u64, s: &Skb, extra: u8) -> Option<u8> {
         Some(old_fp) => {
             // A tracked address seen on the filter device with other bytes:
             // its previous life ended where no probe sees it (TCP coalescing
-            // frees skbs without a tracepoint) and this is a new packet.
-            if matched && fp != 0 && old_fp != 0 && fp != old_fp {
+            // frees skbs without a tracepoint) and this is a new packet; or
+            // it had no fingerprint before (an ARP packet's stale entry, a
+            // TX-ring skb whose headers were not linear). Either way these
+            // bytes are followed from here, copies included: without the
+            // TRACKED_FP entry a userspace datapath's uprobes drop the frame.
+            if matched && fp != 0 && fp != old_fp {
                 fl |= flags::MATCH;
                 let _ = TRACKED_FP.insert(&fp, &0, 0);
                 let _ = TRACKED.insert(&skb, &fp, 0);
