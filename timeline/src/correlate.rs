@@ -277,16 +277,19 @@ impl Correlator {
             // page fragments) that gets one once they are pulled into a new
             // head is the same packet.
             let got_fp = l.fp == 0 && ev.fingerprint != 0;
-            // An IP packet's address now carrying something that is not IP
-            // (a netlink skb, say): the IP packet was freed where no probe
-            // looks and slab reuse handed out the same skb and head.
-            let not_ip_anymore = ev.fingerprint == 0 && l.fp != 0 && !is_ip(ev.protocol);
-            // And the other way: an address that carried ARP (say) now
-            // carrying IP is a new packet, not headers that became readable.
-            let ip_now = l.proto != 0 && !is_ip(l.proto) && is_ip(ev.protocol);
+            // An address that went from IP to not IP (a netlink skb, say) or
+            // from a known non-IP protocol to IP (ARP, then a ping): the old
+            // packet was freed where no probe looks and slab reuse handed
+            // out the same skb and head. Not headers that became readable.
+            let was_ip = l.fp != 0 || is_ip(l.proto);
+            let ip_now = ev.fingerprint != 0 || is_ip(ev.protocol);
+            let family_changed = if was_ip {
+                !ip_now
+            } else {
+                l.proto != 0 && ip_now
+            };
             let reused = rematched
-                || not_ip_anymore
-                || ip_now
+                || family_changed
                 || (ev.head != 0
                     && l.head != 0
                     && ev.head != l.head

@@ -170,20 +170,9 @@ fn locate(skb: u64) -> Skb {
     // Fields that sit side by side in sk_buff (they do on every kernel we
     // know) are read together: a helper call costs ~25 ns. The offsets are
     // constants to the verifier, so it walks only the arm that applies.
-    let (head_off, data_off) = (cfg!(offsets.skb_head), cfg!(offsets.skb_data));
-    let (head, data) = if data_off == head_off + 8 {
-        let [h, d]: [u64; 2] = read(skb + head_off as u64);
-        (h, d)
-    } else {
-        (read(skb + head_off as u64), read(skb + data_off as u64))
-    };
-    let (len_off, data_len_off) = (cfg!(offsets.skb_len), cfg!(offsets.skb_data_len));
-    let (len, data_len) = if data_len_off == len_off + 4 {
-        let [l, dl]: [u32; 2] = read(skb + len_off as u64);
-        (l, dl)
-    } else {
-        (read(skb + len_off as u64), read(skb + data_len_off as u64))
-    };
+    let (head, data): (u64, u64) = read_pair(skb, cfg!(offsets.skb_head), cfg!(offsets.skb_data));
+    let (len, data_len): (u32, u32) =
+        read_pair(skb, cfg!(offsets.skb_len), cfg!(offsets.skb_data_len));
     // protocol, transport_header, network_header, mac_header.
     let proto_off = cfg!(offsets.skb_protocol);
     let (mac_off, nh_off) = (
@@ -240,6 +229,19 @@ fn locate(skb: u64) -> Skb {
         netns,
         ethertype: ethertype as u32,
         l2: l2 as u32,
+    }
+}
+
+/// Two sk_buff fields of one type at offsets `a` and `b`: one read when `b`
+/// directly follows `a`. The offsets are constants to the verifier, so it
+/// walks only the arm that applies.
+#[inline(always)]
+fn read_pair<T: Copy>(skb: u64, a: u32, b: u32) -> (T, T) {
+    if b as usize == a as usize + size_of::<T>() {
+        let [x, y]: [T; 2] = read(skb + a as u64);
+        (x, y)
+    } else {
+        (read(skb + a as u64), read(skb + b as u64))
     }
 }
 

@@ -399,7 +399,7 @@ where
 }
 
 /// Logs how long the verifier took and how much it walked; returns the
-/// latter. Seen with `RUST_LOG=skbtrace=info` while a slow load is running.
+/// latter. Seen with `RUST_LOG=tracer=info` while a slow load is running.
 pub(crate) fn log_loaded(
     prog: &str,
     started: Instant,

@@ -59,35 +59,28 @@ impl Tee {
     }
 }
 
+impl Tee {
+    /// Calls `f` on every sink, even after one fails; the first error wins.
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Sink) -> io::Result<()>) -> io::Result<()> {
+        let mut first = Ok(());
+        for s in &mut self.sinks {
+            let r = f(s.as_mut());
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
 impl Sink for Tee {
     fn timeline(&mut self, t: &Timeline) -> io::Result<()> {
-        let mut first = Ok(());
-        for s in &mut self.sinks {
-            let r = s.timeline(t);
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
+        self.each(|s| s.timeline(t))
     }
     fn flush(&mut self) -> io::Result<()> {
-        let mut first = Ok(());
-        for s in &mut self.sinks {
-            let r = s.flush();
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
+        self.each(|s| s.flush())
     }
     fn finish(&mut self, sum: &Summary) -> io::Result<()> {
-        let mut first = Ok(());
-        for s in &mut self.sinks {
-            let r = s.finish(sum);
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
+        self.each(|s| s.finish(sum))
     }
 }
