@@ -7,6 +7,9 @@
 pub const VNET_HDR_LEN: usize = 10;
 pub const ETH_HLEN: usize = 14;
 pub const VLAN_HLEN: usize = 4;
+/// Linear bytes asked for in a sent frame's skb: Ethernet, VLAN, IPv6 with
+/// extension headers, TCP with options.
+pub const LINEAR_HEADERS: u16 = 256;
 
 pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 pub const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
@@ -74,11 +77,16 @@ impl VnetHdr {
         {
             return Err("checksum offset past the end of the frame");
         }
-        if self.hdr_len as usize > frame_len {
-            // The kernel reports the linear length; clamp instead of failing
-            // a frame that is otherwise fine.
-            self.hdr_len = frame_len as u16;
-        }
+        // hdr_len is how many bytes the kernel puts in the new skb's linear
+        // area (the rest go to page fragments). The receive side reports
+        // its own linear length, 0 for a frame that is not GSO: then even
+        // the IP header would sit in a fragment (a TX-ring skb's fragment
+        // is our ring's memory), where tracers cannot read it and the stack
+        // must pull it. Ask for room for every header, never past the frame.
+        self.hdr_len = self
+            .hdr_len
+            .max(LINEAR_HEADERS)
+            .min(frame_len.min(u16::MAX as usize) as u16);
         self.flags &= !VIRTIO_NET_HDR_F_DATA_VALID;
         Ok(self)
     }
@@ -210,6 +218,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(long_hdr.for_tx(100).map(|h| h.hdr_len), Ok(100));
+        assert_eq!(long_hdr.for_tx(60_000).map(|h| h.hdr_len), Ok(500));
+        let none = VnetHdr::default();
+        assert_eq!(
+            none.for_tx(60_000).map(|h| h.hdr_len),
+            Ok(LINEAR_HEADERS),
+            "the headers are asked to be linear"
+        );
+        assert_eq!(none.for_tx(60).map(|h| h.hdr_len), Ok(60));
     }
 
     #[test]

@@ -104,6 +104,13 @@ struct Args {
     #[arg(long)]
     cksum_gso_disable: bool,
 
+    /// Send every frame through the TX ring. By default frames of 8 KiB
+    /// and more (GSO frames) are sent with sendmsg straight from the RX
+    /// ring, which saves one copy of each (the TX ring stays the path for
+    /// small frames, where batching one kick over many frames wins).
+    #[arg(long)]
+    tx_ring_only: bool,
+
     /// How frames are taken from the RX ring.
     #[arg(long, value_enum, default_value_t = default_rx_mode())]
     rx_mode: RxMode,
@@ -203,6 +210,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         vnet_hdr: vnet,
         peek: args.rx_mode == RxMode::Peek,
         doorbell: args.rx_mode == RxMode::Peek,
+        direct: vnet && !args.tx_ring_only,
     };
     if let Err(e) = cfg.validate() {
         bail!("{e}");
@@ -266,7 +274,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let names: Vec<&str> = shared.ports.iter().map(|p| p.name.as_str()).collect();
     log::info!(
-        "ready: {} {} ({} queue{}, {:?} rx, ring {}x{} B blocks, frame {} B, {} tx slots, qdisc bypass {}, vnet hdr {}); pid {}",
+        "ready: {} {} ({} queue{}, {:?} rx, ring {}x{} B blocks, frame {} B, {} tx slots, large frames by {}, qdisc bypass {}, vnet hdr {}); pid {}",
         if np == 2 { "patching" } else { "bridging" },
         names.join(if np == 2 { " <-> " } else { ", " }),
         nq,
@@ -276,6 +284,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.block_size,
         cfg.frame_size,
         cfg.tx_frames,
+        if cfg.direct { "sendmsg" } else { "tx ring" },
         on_off(cfg.qdisc_bypass),
         on_off(cfg.vnet_hdr),
         std::process::id()

@@ -11,6 +11,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::direct::DirectTx;
 use crate::frame::{VNET_HDR_LEN, VlanTag};
 use crate::sys::{self, Mmap, SysError, SysResult};
 
@@ -63,6 +64,8 @@ pub struct RingConfig {
     pub peek: bool,
     /// A per-packet wakeup socket next to the ring (only useful with `peek`).
     pub doorbell: bool,
+    /// A send socket for large frames (see `direct`); needs `vnet_hdr`.
+    pub direct: bool,
 }
 
 impl RingConfig {
@@ -158,6 +161,9 @@ pub struct Queue {
     pub doorbell: Option<OwnedFd>,
     pub rx: RxRing,
     pub tx: TxRing,
+    /// Sends large frames by copy (with virtio-net headers only: without
+    /// them no frame is large).
+    pub direct: Option<DirectTx>,
 }
 
 impl Queue {
@@ -281,8 +287,15 @@ impl Queue {
             sys::add_promisc(&fd, ifindex, ifname)?;
         }
 
+        let direct = if cfg.direct && cfg.vnet_hdr {
+            Some(DirectTx::open(ifindex, ifname, cfg.qdisc_bypass)?)
+        } else {
+            None
+        };
+
         let map = std::sync::Arc::new(map);
         Ok(Queue {
+            direct,
             rx: RxRing {
                 map: map.clone(),
                 base: map.ptr(),
@@ -688,6 +701,7 @@ mod tests {
             vnet_hdr: true,
             peek: true,
             doorbell: true,
+            direct: true,
         }
     }
 

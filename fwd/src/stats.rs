@@ -43,13 +43,15 @@ macro_rules! counters {
 counters! {
     rx_packets: "Frames read from the RX ring.",
     rx_bytes: "Bytes of those frames, as on the wire.",
-    tx_packets: "Frames handed to the kernel through the TX ring.",
+    tx_packets: "Frames handed to the kernel (through the TX ring, or by sendmsg when large).",
     tx_bytes: "Bytes of those frames.",
+    tx_direct: "Of tx_packets, large frames sent by sendmsg straight from the RX ring (one copy fewer).",
     drop_ring_full: "Frames not sent because this interface's TX ring was full.",
     drop_kernel: "Frames the kernel dropped because the RX ring was full (PACKET_STATISTICS tp_drops).",
     drop_truncated: "Frames cut short by the kernel to fit a ring block.",
     drop_oversized: "Frames larger than the TX frame slot or the egress MTU.",
     drop_malformed: "Frames shorter than an Ethernet header or with an inconsistent virtio-net header.",
+    drop_send_error: "Large frames the kernel refused to send (sendmsg failed: interface down, no memory).",
     tx_kick_errors: "Failed TX kicks (sendto: interface down or gone); their frames stay queued in the ring.",
     filtered: "Bridge mode: frames whose destination is on the port they came from.",
     kernel_freezes: "Times the kernel found the RX ring full (PACKET_STATISTICS tp_freeze_q_cnt).",
@@ -62,6 +64,7 @@ impl Counters {
             + self.drop_truncated
             + self.drop_oversized
             + self.drop_malformed
+            + self.drop_send_error
     }
 }
 

@@ -134,10 +134,20 @@ pub fn take_socket_error(fd: RawFd) -> i32 {
 
 /// Binds a packet socket to one interface for all protocols.
 pub fn bind_all(fd: &OwnedFd, ifindex: u32, ifname: &str) -> SysResult<()> {
+    bind(fd, ifindex, libc::ETH_P_ALL as u16, ifname)
+}
+
+/// Binds a packet socket to one interface with protocol 0: it sends on that
+/// interface and receives nothing (no receive hook is registered).
+pub fn bind_send_only(fd: &OwnedFd, ifindex: u32, ifname: &str) -> SysResult<()> {
+    bind(fd, ifindex, 0, ifname)
+}
+
+fn bind(fd: &OwnedFd, ifindex: u32, protocol: u16, ifname: &str) -> SysResult<()> {
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_protocol = protocol.to_be();
     sll.sll_ifindex = ifindex as i32;
     // SAFETY: `sll` is a live sockaddr_ll and we pass its exact size.
     let rc = unsafe {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::bridge::{Dest, MacTable};
+use crate::direct::{self, DirectTx, Sent};
 use crate::frame::{self, ETH_HLEN, VLAN_HLEN, VNET_HDR_LEN, VnetHdr};
 use crate::hooks;
 use crate::ring::{self, Queue, RxFrame, RxNext, RxRing, TxRing};
@@ -63,6 +64,7 @@ pub struct Worker {
     bells: Vec<Option<OwnedFd>>,
     rx: Vec<RxRing>,
     tx: Vec<TxRing>,
+    direct: Vec<Option<DirectTx>>,
     counters: Vec<Counters>,
 }
 
@@ -77,6 +79,7 @@ impl Worker {
             bells: Vec::with_capacity(n),
             rx: Vec::with_capacity(n),
             tx: Vec::with_capacity(n),
+            direct: Vec::with_capacity(n),
             counters: vec![Counters::default(); n],
         };
         for q in queues {
@@ -84,6 +87,7 @@ impl Worker {
             w.bells.push(q.doorbell);
             w.rx.push(q.rx);
             w.tx.push(q.tx);
+            w.direct.push(q.direct);
         }
         w
     }
@@ -208,22 +212,28 @@ impl Worker {
         let Worker {
             rx,
             tx,
+            direct,
             counters,
             shared,
             ..
         } = self;
+        let mut out = Out {
+            tx,
+            direct,
+            counters,
+        };
         let mut n = 0;
         while n < RX_BUDGET {
             match rx[p].next_frame() {
                 RxNext::Empty => break,
                 RxNext::Corrupt => {
-                    counters[p].rx_packets += 1;
-                    counters[p].drop_malformed += 1;
+                    out.counters[p].rx_packets += 1;
+                    out.counters[p].drop_malformed += 1;
                     n += 1;
                 }
                 RxNext::Frame(f) => {
                     n += 1;
-                    forward(p, &f, tx, counters, shared);
+                    forward(p, &f, &mut out, shared);
                 }
             }
         }
@@ -259,20 +269,22 @@ impl Worker {
     }
 }
 
+/// The ways out of a worker: per port, its TX ring, its send socket for
+/// large frames, and its counters.
+struct Out<'a> {
+    tx: &'a mut [TxRing],
+    direct: &'a [Option<DirectTx>],
+    counters: &'a mut [Counters],
+}
+
 /// Checks one received frame and copies it to its destination port(s).
-fn forward(
-    p: usize,
-    f: &RxFrame<'_>,
-    tx: &mut [TxRing],
-    counters: &mut [Counters],
-    shared: &Shared,
-) {
+fn forward(p: usize, f: &RxFrame<'_>, out: &mut Out<'_>, shared: &Shared) {
     hooks::skbtrace_fwd_rx(
         f.data.as_ptr(),
         f.data.len() as u32,
         shared.ports[p].ifindex,
     );
-    let c = &mut counters[p];
+    let c = &mut out.counters[p];
     c.rx_packets += 1;
     c.rx_bytes += f.wire_len as u64;
     if (f.data.len() as u64) < f.wire_len as u64 {
@@ -302,17 +314,17 @@ fn forward(
         }
     };
     match &shared.bridge {
-        None => send(p, 1 - p, f, out_len, vnet, tx, counters, shared),
+        None => send(p, 1 - p, f, out_len, vnet, out, shared),
         Some(table) => {
             let src = frame::src_mac(f.data);
             let dst = frame::dst_mac(f.data);
             match table.learn_and_lookup(p as u16, &src, &dst) {
-                Dest::Port(d) => send(p, d as usize, f, out_len, vnet, tx, counters, shared),
-                Dest::Filter => counters[p].filtered += 1,
+                Dest::Port(d) => send(p, d as usize, f, out_len, vnet, out, shared),
+                Dest::Filter => out.counters[p].filtered += 1,
                 Dest::Flood => {
-                    for d in 0..tx.len() {
+                    for d in 0..out.tx.len() {
                         if d != p {
-                            send(p, d, f, out_len, vnet, tx, counters, shared);
+                            send(p, d, f, out_len, vnet, out, shared);
                         }
                     }
                 }
@@ -321,38 +333,66 @@ fn forward(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Sends one frame received on port p out of port d: by `sendmsg` from the
+/// RX ring when it is large, else (or when that socket is busy) copied
+/// into d's TX ring.
 fn send(
     p: usize,
     d: usize,
     f: &RxFrame<'_>,
     out_len: usize,
     vnet: Option<VnetHdr>,
-    tx: &mut [TxRing],
-    counters: &mut [Counters],
+    out: &mut Out<'_>,
     shared: &Shared,
 ) {
     let port = &shared.ports[d];
     let gso = vnet.is_some_and(|h| h.is_gso());
     if !gso && out_len > frame::max_plain_frame(port.mtu.load(Ordering::Relaxed)) {
-        counters[p].drop_oversized += 1;
+        out.counters[p].drop_oversized += 1;
         return;
     }
-    let ring = &mut tx[d];
+    let ring = &mut out.tx[d];
+    let mut hooked = false;
+    if let (Some(sock), Some(h)) = (&out.direct[d], vnet)
+        && out_len >= direct::DIRECT_MIN
+        && f.vlan.is_none()
+        // Frames already in the ring go first: a large frame must not
+        // overtake a small one queued before it.
+        && ring.flush().is_ok()
+    {
+        hooks::skbtrace_fwd_tx(f.data.as_ptr(), out_len as u32, port.ifindex);
+        hooked = true;
+        let c = &mut out.counters[d];
+        match sock.send(h, f.data) {
+            Sent::Ok => {
+                c.tx_packets += 1;
+                c.tx_bytes += out_len as u64;
+                c.tx_direct += 1;
+                return;
+            }
+            Sent::Failed(_) => {
+                c.drop_send_error += 1;
+                return;
+            }
+            // Its send buffer is full of frames still in flight; the ring
+            // has its own.
+            Sent::Busy => {}
+        }
+    }
     let vlen = if ring.vnet() { VNET_HDR_LEN } else { 0 };
     if vlen + out_len > ring.room() {
-        counters[p].drop_oversized += 1;
+        out.counters[p].drop_oversized += 1;
         return;
     }
     if !ring.has_room() {
         // Completions may be waiting on a kick; try once more after one.
         if ring.flush().is_err() || !ring.has_room() {
-            counters[d].drop_ring_full += 1;
+            out.counters[d].drop_ring_full += 1;
             return;
         }
     }
     let Some(slot) = ring.reserve() else {
-        counters[d].drop_ring_full += 1;
+        out.counters[d].drop_ring_full += 1;
         return;
     };
     if vlen > 0 {
@@ -361,15 +401,18 @@ fn send(
         slot[..VNET_HDR_LEN].copy_from_slice(&hb);
     }
     let n = frame::copy_with_vlan(f.data, f.vlan, &mut slot[vlen..]);
-    hooks::skbtrace_fwd_tx(slot[vlen..].as_ptr(), n as u32, port.ifindex);
+    if !hooked {
+        hooks::skbtrace_fwd_tx(slot[vlen..].as_ptr(), n as u32, port.ifindex);
+    }
     ring.commit(vlen + n);
-    counters[d].tx_packets += 1;
-    counters[d].tx_bytes += n as u64;
+    let c = &mut out.counters[d];
+    c.tx_packets += 1;
+    c.tx_bytes += n as u64;
     if ring.pending() >= TX_BATCH
         && let Err(e) = ring.flush()
         && e != libc::EAGAIN
         && e != libc::ENOBUFS
     {
-        counters[d].tx_kick_errors += 1;
+        c.tx_kick_errors += 1;
     }
 }
