@@ -96,7 +96,8 @@ pub mod id {
     pub const TP_NETIF_RECEIVE_SKB: u16 = 36;
     pub const TP_KFREE_SKB: u16 = 37;
     pub const TP_CONSUME_SKB: u16 = 38;
-    pub const TP_END: u16 = 39;
+    pub const TP_TCP_PROBE: u16 = 39;
+    pub const TP_END: u16 = 40;
 
     /// Userspace probes (uprobes) start here.
     pub const UPROBE_BASE: u16 = 48;
@@ -131,6 +132,7 @@ pub mod id {
             TP_NETIF_RECEIVE_SKB => "net:netif_receive_skb",
             TP_KFREE_SKB => "skb:kfree_skb",
             TP_CONSUME_SKB => "skb:consume_skb",
+            TP_TCP_PROBE => "tcp:tcp_probe",
             _ => return None,
         })
     }

@@ -86,8 +86,13 @@ fn blast(
             unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as u32, 0) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
-            // A full socket buffer or no ARP entry yet: try again.
-            if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) {
+            // A full socket buffer or no ARP entry yet: try again. So for
+            // ECONNREFUSED: the receiver's ICMP port-unreachable for an
+            // earlier datagram (nothing listens, on purpose), reported once.
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOBUFS | libc::EAGAIN | libc::ECONNREFUSED)
+            ) {
                 continue;
             }
             return Err(e);

@@ -4,7 +4,8 @@
 //!
 //! - **skb life.** An skb address is one packet from its first event until
 //!   an event with [`flags::END`] (kfree_skb, consume_skb) or a
-//!   [`id::TCP_QUEUE_RCV`] event (queued to a socket: the packet arrived).
+//!   [`id::TCP_QUEUE_RCV`] event (queued to a socket: the packet arrived;
+//!   its tracepoint stand-in, tcp:tcp_probe, carries END).
 //! - **Clones.** An unknown skb address whose `head` is the head of a live
 //!   skb is a clone and joins that skb's packet.
 //! - **Reuse.** After an END the address is free; a later event for it

@@ -583,9 +583,12 @@ pub fn kp_packet_sendmsg(ctx: ProbeContext) -> u32 {
 }
 
 // One tp_btf and one raw_tracepoint program per tracepoint. Both see the
-// tracepoint's own arguments; the skb is argument 0 in all of these.
+// tracepoint's own arguments; the skb is argument 0 unless `skb_arg` says.
 macro_rules! tp_probe {
     ($tb:ident, $rt:ident, $id:expr, $extra:expr, $reason_arg:expr) => {
+        tp_probe!($tb, $rt, $id, $extra, $reason_arg, skb_arg = 0);
+    };
+    ($tb:ident, $rt:ident, $id:expr, $extra:expr, $reason_arg:expr, skb_arg = $skb:expr) => {
         #[btf_tracepoint]
         pub fn $tb(ctx: BtfTracePointContext) -> u32 {
             let reason: u64 = if $reason_arg > 0 {
@@ -593,7 +596,7 @@ macro_rules! tp_probe {
             } else {
                 0
             };
-            on_skb(ctx.arg(0), $id, method::TP_BTF, $extra, reason as u32);
+            on_skb(ctx.arg($skb), $id, method::TP_BTF, $extra, reason as u32);
             0
         }
 
@@ -604,7 +607,7 @@ macro_rules! tp_probe {
             } else {
                 0
             };
-            on_skb(ctx.arg(0), $id, method::RAW_TP, $extra, reason as u32);
+            on_skb(ctx.arg($skb), $id, method::RAW_TP, $extra, reason as u32);
             0
         }
     };
@@ -647,6 +650,19 @@ tp_probe!(
     id::TP_CONSUME_SKB,
     flags::END,
     0
+);
+// tcp_probe(sk, skb), first thing in tcp_rcv_established: the segment
+// reached its socket, where its life as a packet ends (as at
+// tcp_queue_rcv). Marked END: TCP frees these skbs with __kfree_skb, which
+// has no tracepoint, so nothing later would close them, and their
+// addresses would stay followed until the LRU map evicts them.
+tp_probe!(
+    tb_tcp_probe,
+    rt_tcp_probe,
+    id::TP_TCP_PROBE,
+    flags::END,
+    0,
+    skb_arg = 1
 );
 
 #[cfg(not(test))]

@@ -234,7 +234,7 @@ pub const FUNCTIONS: &[FuncPoint] = &[
         false,
         "fe_tcp_queue_rcv",
         "kp_tcp_queue_rcv",
-        None,
+        Some(id::TP_TCP_PROBE),
         "TCP data is queued to the socket"
     ),
     fp!(
@@ -327,6 +327,15 @@ pub const TRACEPOINTS: &[TracePoint] = &[
         "rt_consume_skb",
         true,
         "the packet's life ends normally"
+    ),
+    tp!(
+        id::TP_TCP_PROBE,
+        "tcp",
+        "tcp_probe",
+        "tb_tcp_probe",
+        "rt_tcp_probe",
+        false,
+        "an established TCP socket takes the segment (tcp_rcv_established): the packet arrived"
     ),
 ];
 
