@@ -7,7 +7,12 @@
 #   3. lost events at 100k packets/s and at the highest UDP rate one
 #      sender thread drives here (tests/examples/udp_blast), while followed.
 # Usage: sudo bench/trace.sh [seconds per run, default 10]
+#   ONLY=1 (or 2, 3) runs one section; ROUNDS=N repeats section 1 N times
+#   (untraced, traced, untraced each round; the ratio uses the untraced runs
+#   on both sides of each traced one).
 set -euo pipefail
+ONLY=${ONLY:-}
+ROUNDS=${ROUNDS:-1}
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 cargo build --release --bins -p tracer >/dev/null
@@ -49,20 +54,27 @@ summary_field() { # summary_field JSONFILE FIELD
     tail -n 1 "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
 }
 
-echo "== 1. iperf3 TCP over a veth pair, ${SECS}s per run"
-base1=$(tcp_gbps)
-start_follow "$TMP/tcp.jsonl"
-traced=$(tcp_gbps)
-stop_follow
-base2=$(tcp_gbps)
-base=$(python3 -c "print(($base1+$base2)/2)")
-echo "untraced: $base1 / $base2 Gbit/s   traced: $traced Gbit/s   ratio traced/untraced: $(python3 -c "print(round($traced/$base,3))")  (target >= 0.90)"
-echo "events $(summary_field "$TMP/tcp.jsonl" events), packets $(summary_field "$TMP/tcp.jsonl" packets), lost $(summary_field "$TMP/tcp.jsonl" lost_events)"
+if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
+echo "== 1. iperf3 TCP over a veth pair, ${SECS}s per run, $ROUNDS round(s)"
+for r in $(seq "$ROUNDS"); do
+    base1=$(tcp_gbps)
+    start_follow "$TMP/tcp.jsonl"
+    traced=$(tcp_gbps)
+    stop_follow
+    base2=$(tcp_gbps)
+    base=$(python3 -c "print(($base1+$base2)/2)")
+    echo "untraced: $base1 / $base2 Gbit/s   traced: $traced Gbit/s   ratio traced/untraced: $(python3 -c "print(round($traced/$base,3))")  (target >= 0.90)"
+    echo "  events $(summary_field "$TMP/tcp.jsonl" events), packets $(summary_field "$TMP/tcp.jsonl" packets), incomplete $(summary_field "$TMP/tcp.jsonl" incomplete), lost $(summary_field "$TMP/tcp.jsonl" lost_events), JSON $(du -m "$TMP/tcp.jsonl" | cut -f1) MiB"
+done
+fi
 
+if [ -z "$ONLY" ] || [ "$ONLY" = 2 ]; then
 echo
 echo "== 2. aggregator alone (cargo bench -p timeline --bench aggregator)"
 cargo bench -q -p timeline --bench aggregator 2>/dev/null | tail -n 8
+fi
 
+if [ -z "$ONLY" ] || [ "$ONLY" = 3 ]; then
 echo
 echo "== 3. lost events while following small UDP packets (tests/examples/udp_blast: sendmmsg, paced)"
 # Nothing listens on the port: every datagram ends at udp_rcv in a drop
@@ -73,3 +85,4 @@ for rate in 100000 1000000; do
     stop_follow
     echo "asked $rate pkt/s: $sent; skbtrace events $(summary_field "$TMP/udp.jsonl" events), packets $(summary_field "$TMP/udp.jsonl" packets), lost events $(summary_field "$TMP/udp.jsonl" lost_events)"
 done
+fi

@@ -16,7 +16,7 @@ use aya_ebpf::{
         generated,
     },
     macros::{btf_tracepoint, fentry, kprobe, map, raw_tracepoint},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext},
 };
 use probes::{
@@ -56,15 +56,6 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 
 #[map]
 static STATS: PerCpuArray<ProbeStats> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
-
-/// skb address -> fingerprint when tracking began, for "track after match".
-#[map]
-static TRACKED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
-
-/// Fingerprints of tracked packets, so a copy of a tracked packet (a new skb
-/// built by AF_PACKET, skb_copy, ...) is tracked too.
-#[map]
-pub(crate) static TRACKED_FP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
 
 macro_rules! cfg {
     ($($f:ident).+) => {
@@ -134,6 +125,7 @@ pub(crate) fn bump(probe: u16, f: impl FnOnce(&mut ProbeStats)) {
 }
 
 // Userspace datapaths (uprobes): see uprobe.rs.
+mod tracked;
 mod uprobe;
 
 /// What the first stage of `on_skb` learns about an skb.
@@ -405,26 +397,25 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
 #[inline(always)]
 fn follow(skb: u64, fp: u64, s: &Skb, extra: u8) -> Option<u8> {
     let mut fl = extra;
+    // A tp_btf or fentry argument is a trusted pointer, which the verifier
+    // will not let us hash (multiply) into a table slot: make it a number.
+    let mut skb = skb;
+    forget(&mut skb);
     let matched = cfg!(filter_enabled) == 0
         || (s.ifindex == cfg!(filter_ifindex) && s.netns == cfg!(filter_netns));
-    // SAFETY: map lookup; the value is copied out.
-    let tracked_fp = unsafe { TRACKED.get(&skb) }.copied();
-    match tracked_fp {
+    match tracked::skb_get(skb) {
         None => {
             if matched {
                 fl |= flags::MATCH;
                 if fp != 0 {
-                    let _ = TRACKED_FP.insert(&fp, &0, 0);
+                    tracked::fp_insert(fp);
                 }
-            } else if fp == 0 || {
-                // SAFETY: map lookup; the value is not kept.
-                unsafe { TRACKED_FP.get(&fp) }.is_none()
-            } {
+            } else if !tracked::fp_contains(fp) {
                 // Neither seen on the filter device nor a copy of a packet that was.
                 return None;
             }
             if extra & flags::END == 0 {
-                let _ = TRACKED.insert(&skb, &fp, 0);
+                tracked::skb_insert(skb, fp);
             }
         }
         Some(old_fp) => {
@@ -437,11 +428,11 @@ fn follow(skb: u64, fp: u64, s: &Skb, extra: u8) -> Option<u8> {
             // TRACKED_FP entry a userspace datapath's uprobes drop the frame.
             if matched && fp != 0 && fp != old_fp {
                 fl |= flags::MATCH;
-                let _ = TRACKED_FP.insert(&fp, &0, 0);
-                let _ = TRACKED.insert(&skb, &fp, 0);
+                tracked::fp_insert(fp);
+                tracked::skb_insert(skb, fp);
             }
             if extra & flags::END != 0 {
-                let _ = TRACKED.remove(&skb);
+                tracked::skb_remove(skb);
             }
         }
     }

@@ -30,7 +30,7 @@ use aya_ebpf::{
 };
 use probes::{CAPTURE_LEN, EVENT_VERSION, Event, MAX_PROBES, fingerprint, flags, method};
 
-use crate::{CONFIG, EVENTS, TRACKED_FP, bump, read};
+use crate::{CONFIG, EVENTS, bump, read, tracked};
 
 /// Frames looked at per sendmmsg/recvmmsg call; the rest of a larger batch
 /// is counted in the event's `reason` (batch size) but not fingerprinted.
@@ -312,11 +312,8 @@ fn on_frame(probe: u16, frame: u64, len: u32, ifindex: u32, batch: u32) {
         return;
     }
     let (ethertype, fp) = frame_fingerprint(frame);
-    if cfg!(filter_enabled) != 0 {
-        // SAFETY: map lookup; the value is not kept.
-        if fp == 0 || unsafe { TRACKED_FP.get(&fp) }.is_none() {
-            return;
-        }
+    if cfg!(filter_enabled) != 0 && !tracked::fp_contains(fp) {
+        return;
     }
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(probe, |s| s.lost += 1);

@@ -97,8 +97,9 @@ pub struct Session {
     pub offsets: probes::Offsets,
 }
 
-/// Formats an error with its sources, shortened to one readable line (a
-/// verifier log can be thousands of lines; its first line says enough here).
+/// Formats an error with its sources, shortened to one readable line: a
+/// verifier log can be thousands of lines; its start names the syscall and
+/// its end says what the verifier refused, so both are kept.
 pub fn error_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -108,12 +109,18 @@ pub fn error_line(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     let s = s.replace('\n', " ");
-    if s.len() > 240 {
-        let mut cut = 240;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
+    const HEAD: usize = 160;
+    const TAIL: usize = 240;
+    if s.len() > HEAD + TAIL + 5 {
+        let mut head = HEAD;
+        while !s.is_char_boundary(head) {
+            head -= 1;
         }
-        format!("{}...", &s[..cut])
+        let mut tail = s.len() - TAIL;
+        while !s.is_char_boundary(tail) {
+            tail += 1;
+        }
+        format!("{} ... {}", &s[..head], s[tail..].trim_start())
     } else {
         s
     }
