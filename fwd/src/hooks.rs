@@ -25,8 +25,8 @@ pub extern "C" fn skbtrace_fwd_rx(frame: *const u8, len: u32, ifindex: u32) {
     }
 }
 
-/// A frame written to the TX ring of interface `ifindex`, just before the
-/// kernel is asked to send it.
+/// A frame about to be sent on interface `ifindex`: written to its TX ring
+/// (before the kick), or about to go out by `sendmsg` from the RX ring.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn skbtrace_fwd_tx(frame: *const u8, len: u32, ifindex: u32) {

@@ -513,3 +513,26 @@ pub fn mono_to_realtime_ns() -> i128 {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[test]
+    fn a_long_verifier_log_keeps_its_start_and_its_verdict() {
+        let log = format!(
+            "BPF_PROG_LOAD failed. Verifier output:\n0: R1=ctx()\n{}R2 pointer multiplication prohibited\nprocessed 206 insns",
+            "1: (79) r8 = *(u64 *)(r1 +0)\n".repeat(200)
+        );
+        let line = error_line(&std::io::Error::other(log));
+        assert!(line.starts_with("BPF_PROG_LOAD failed."), "{line}");
+        assert!(line.contains(" ... "), "{line}");
+        assert!(
+            line.ends_with("R2 pointer multiplication prohibited processed 206 insns"),
+            "{line}"
+        );
+        assert!(!line.contains('\n') && line.len() < 420, "{line}");
+        let short = error_line(&std::io::Error::other("no such device"));
+        assert_eq!(short, "no such device");
+    }
+}
