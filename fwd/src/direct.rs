@@ -57,18 +57,7 @@ impl DirectTx {
                 &ctx("PACKET_QDISC_BYPASS"),
             )?;
         }
-        if sys::set_sock_opt_int(
-            &fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUFFORCE,
-            SNDBUF,
-            "SO_SNDBUFFORCE",
-        )
-        .is_err()
-        {
-            let _ =
-                sys::set_sock_opt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, SNDBUF, "SO_SNDBUF");
-        }
+        sys::set_send_buffer(&fd, SNDBUF);
         sys::bind_send_only(&fd, ifindex, ifname)?;
         Ok(DirectTx { fd })
     }

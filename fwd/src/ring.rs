@@ -64,7 +64,8 @@ pub struct RingConfig {
     pub peek: bool,
     /// A per-packet wakeup socket next to the ring (only useful with `peek`).
     pub doorbell: bool,
-    /// A send socket for large frames (see `direct`); needs `vnet_hdr`.
+    /// A send socket for large frames (see `direct`); only with `vnet_hdr`
+    /// (the caller's rule: without it no frame is large).
     pub direct: bool,
 }
 
@@ -239,21 +240,9 @@ impl Queue {
         )?;
         // Every frame in flight is charged to the send buffer until the
         // kernel frees it; the default (~200 KiB) would hold only three GSO
-        // frames. Room for the whole TX ring (FORCE needs CAP_NET_ADMIN; the
-        // plain option is capped by net.core.wmem_max).
+        // frames. Room for the whole TX ring.
         let want = i32::try_from(cfg.tx_bytes().saturating_mul(2)).unwrap_or(i32::MAX);
-        if sys::set_sock_opt_int(
-            &fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUFFORCE,
-            want,
-            "SO_SNDBUFFORCE",
-        )
-        .is_err()
-        {
-            let _ =
-                sys::set_sock_opt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, want, "SO_SNDBUF");
-        }
+        sys::set_send_buffer(&fd, want);
 
         let rx_req = libc::tpacket_req3 {
             tp_block_size: cfg.block_size,
@@ -287,7 +276,7 @@ impl Queue {
             sys::add_promisc(&fd, ifindex, ifname)?;
         }
 
-        let direct = if cfg.direct && cfg.vnet_hdr {
+        let direct = if cfg.direct {
             Some(DirectTx::open(ifindex, ifname, cfg.qdisc_bypass)?)
         } else {
             None

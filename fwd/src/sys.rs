@@ -95,6 +95,23 @@ pub fn set_sock_opt_int(
     Ok(())
 }
 
+/// Sets the send buffer to `bytes`: SO_SNDBUFFORCE (needs CAP_NET_ADMIN),
+/// else SO_SNDBUF, which net.core.wmem_max caps. Best effort: the default
+/// buffer works, only with fewer frames in flight.
+pub fn set_send_buffer(fd: &OwnedFd, bytes: i32) {
+    if set_sock_opt_int(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUFFORCE,
+        bytes,
+        "SO_SNDBUFFORCE",
+    )
+    .is_err()
+    {
+        let _ = set_sock_opt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes, "SO_SNDBUF");
+    }
+}
+
 /// `getsockopt(fd, SOL_PACKET, opt)` into a plain-old-data value.
 pub fn get_packet_opt<T: Copy + Default>(fd: RawFd, opt: libc::c_int, what: &str) -> SysResult<T> {
     let mut val = T::default();

@@ -124,14 +124,19 @@ pub(crate) fn bump(probe: u16, f: impl FnOnce(&mut ProbeStats)) {
     }
 }
 
-// Userspace datapaths (uprobes): see uprobe.rs.
+// Which skbs and fingerprints are followed: see tracked.rs.
 mod tracked;
+// Userspace datapaths (uprobes): see uprobe.rs.
 mod uprobe;
 
 /// What the first stage of `on_skb` learns about an skb.
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Skb {
+    /// The skb's address as a plain number: the stage's `forget` turns a
+    /// tp_btf/fentry argument (a trusted pointer, which the verifier will
+    /// not let `tracked` hash) into one at no extra cost.
+    addr: u64,
     dev: u64,
     head: u64,
     data: u64,
@@ -209,6 +214,7 @@ fn locate(skb: u64) -> Skb {
         (eth + 14, eth_type, eth)
     };
     Skb {
+        addr: skb,
         dev,
         head,
         data,
@@ -331,7 +337,7 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
     }
     forget(&mut fp);
 
-    let Some(mut fl) = follow(skb, fp, &s, extra) else {
+    let Some(mut fl) = follow(fp, &s, extra) else {
         return;
     };
     forget(&mut fl);
@@ -395,21 +401,16 @@ fn on_skb(skb: u64, probe: u16, meth: u8, extra: u8, reason: u32) {
 /// followed at this address, or a copy (same fingerprint) of a followed
 /// packet. Returns the event's flags, None to emit nothing.
 #[inline(always)]
-fn follow(skb: u64, fp: u64, s: &Skb, extra: u8) -> Option<u8> {
+fn follow(fp: u64, s: &Skb, extra: u8) -> Option<u8> {
     let mut fl = extra;
-    // A tp_btf or fentry argument is a trusted pointer, which the verifier
-    // will not let us hash (multiply) into a table slot: make it a number.
-    let mut skb = skb;
-    forget(&mut skb);
+    let skb = s.addr;
     let matched = cfg!(filter_enabled) == 0
         || (s.ifindex == cfg!(filter_ifindex) && s.netns == cfg!(filter_netns));
     match tracked::skb_get(skb) {
         None => {
             if matched {
                 fl |= flags::MATCH;
-                if fp != 0 {
-                    tracked::fp_insert(fp);
-                }
+                tracked::fp_insert(fp);
             } else if !tracked::fp_contains(fp) {
                 // Neither seen on the filter device nor a copy of a packet that was.
                 return None;

@@ -106,8 +106,12 @@ pub fn skb_remove(skb: u64) {
     }
 }
 
+/// Follows packets with fingerprint `fp` (0, no fingerprint, is ignored).
 #[inline(always)]
 pub fn fp_insert(fp: u64) {
+    if fp == 0 {
+        return;
+    }
     if let Some(p) = TRACKED_FP.get_ptr_mut(fp_index(fp)) {
         store(p, fp);
     }
