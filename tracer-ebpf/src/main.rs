@@ -69,14 +69,24 @@ macro_rules! cfg {
     };
 }
 
-/// Wake the reader only when this much is waiting: a wakeup per event
-/// costs more than the event. User space also drains on a 100 ms tick, so
-/// a quiet trace is still shown promptly.
+/// Wake the reader once per this much written while it sleeps: a wakeup
+/// per event costs more than the event. User space also drains on a
+/// 100 ms tick, so a quiet trace is still shown promptly.
 const WAKEUP_BYTES: u64 = 256 * 1024;
 
+/// A record's footprint in the ring: the event plus the ring's 8-byte header.
+const RECORD_BYTES: u64 = (size_of::<Event>() as u64 + 8 + 7) & !7;
+
+/// Forces a wakeup only for the record that carries the waiting data past a
+/// multiple of WAKEUP_BYTES. Waking on every record past the threshold (as
+/// this did before) raised an irq_work, a self-IPI and, in a VM, an exit,
+/// for each event until the reader caught up: 6% of both CPUs following
+/// iperf3. A crossing lost to a race between CPUs is caught by the next
+/// one, or by the reader's tick.
 #[inline(always)]
 pub(crate) fn wakeup_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if avail >= WAKEUP_BYTES && avail & (WAKEUP_BYTES - 1) < RECORD_BYTES {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

@@ -348,7 +348,7 @@ fn on_frame(probe: u16, frame: u64, len: u32, ifindex: u32, batch: u32) {
             }
         }
     }
-    entry.submit(0);
+    entry.submit(crate::wakeup_flags());
     bump(probe, |s| s.emitted += 1);
 }
 
@@ -387,7 +387,7 @@ fn on_batch(probe: u16, batch: u32) {
         fill_common(ev, probe);
         (*ev).reason = batch;
     }
-    entry.submit(0);
+    entry.submit(crate::wakeup_flags());
     bump(probe, |s| s.emitted += 1);
 }
 
