@@ -50,6 +50,9 @@ Examples:
   # A three-port learning bridge with two queues (fanout) per interface:
   skbtrace-fwd --if b1 --if b2 --if b3 --queues 2
 
+  # Pin the worker to CPU 1 (as VPP pins its workers):
+  skbtrace-fwd --if b1 --if b2 --cpus 1
+
   # Peers with offloads turned off (ethtool -K <peer> tx off tso off gso off):
   skbtrace-fwd --if b1 --if b2 --cksum-gso-disable
 
@@ -129,6 +132,41 @@ struct Args {
     /// Bridge mode: seconds before a MAC address not seen is forgotten.
     #[arg(long, default_value_t = 300)]
     mac_age: u32,
+
+    /// Pin worker threads to these CPUs, like VPP's corelist-workers: queue
+    /// N runs on the Nth CPU of the list (wrapping). A list such as `1`,
+    /// `0,2` or `2-3`. Unpinned, the scheduler moves a worker between CPUs,
+    /// and frames it sent from two CPUs reach a veth peer through two
+    /// per-CPU backlogs, out of order: TCP counts that as loss.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    cpus: Option<CpuList>,
+}
+
+/// A parsed --cpus value (a newtype, so clap takes it as one value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CpuList(Vec<usize>);
+
+/// `1`, `0,2`, `2-3,6`: CPU numbers in the order given.
+fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let num = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("`{t}` is not a CPU number (want a list like 1 or 0,2 or 2-3)"))
+    };
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("`{part}`: the range runs backwards"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    Ok(CpuList(out))
 }
 
 fn default_rx_mode() -> RxMode {
@@ -193,6 +231,20 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             mtu: AtomicU32::new(mtu),
             up: AtomicBool::new(up),
         });
+    }
+
+    if let Some(CpuList(cpus)) = &args.cpus {
+        let allowed = sys::allowed_cpus().context("reading this process's CPU affinity")?;
+        if let Some(c) = cpus.iter().find(|c| !allowed.contains(c)) {
+            bail!(
+                "--cpus: CPU {c} is not available to this process (allowed: {})",
+                allowed
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
     }
 
     let vnet = !args.cksum_gso_disable;
@@ -266,19 +318,37 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut workers: Vec<JoinHandle<Result<(), WorkerError>>> = Vec::new();
     for (q, socks) in per_queue.into_iter().enumerate() {
         let w = Worker::new(q, shared.clone(), socks);
+        let cpu = args.cpus.as_ref().map(|CpuList(c)| c[q % c.len()]);
         let h = std::thread::Builder::new()
             .name(format!("fwd-q{q}"))
-            .spawn(move || w.run())
+            .spawn(move || {
+                if let Some(cpu) = cpu
+                    && let Err(e) = sys::pin_current_thread(cpu)
+                {
+                    log::warn!("queue {q}: could not pin to CPU {cpu}: {e}; it runs unpinned");
+                }
+                w.run()
+            })
             .context("starting worker thread")?;
         workers.push(h);
     }
     let names: Vec<&str> = shared.ports.iter().map(|p| p.name.as_str()).collect();
     log::info!(
-        "ready: {} {} ({} queue{}, {:?} rx, ring {}x{} B blocks, frame {} B, {} tx slots, large frames by {}, qdisc bypass {}, vnet hdr {}); pid {}",
+        "ready: {} {} ({} queue{}{}, {:?} rx, ring {}x{} B blocks, frame {} B, {} tx slots, large frames by {}, qdisc bypass {}, vnet hdr {}); pid {}",
         if np == 2 { "patching" } else { "bridging" },
         names.join(if np == 2 { " <-> " } else { ", " }),
         nq,
         if nq == 1 { "" } else { "s" },
+        match &args.cpus {
+            Some(CpuList(c)) => format!(
+                " on CPU {}",
+                c.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            None => String::new(),
+        },
         args.rx_mode,
         cfg.block_count,
         cfg.block_size,
@@ -410,4 +480,23 @@ fn print_stats(shared: &Shared, nq: usize, reason: &str, elapsed: Duration) {
     let mut so = std::io::stdout().lock();
     let _ = so.write_all(out.as_bytes());
     let _ = so.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CpuList, parse_cpu_list};
+
+    #[test]
+    fn cpu_lists_parse_like_taskset() {
+        assert_eq!(parse_cpu_list("1"), Ok(CpuList(vec![1])));
+        assert_eq!(parse_cpu_list("0,2"), Ok(CpuList(vec![0, 2])));
+        assert_eq!(parse_cpu_list("2-4,7"), Ok(CpuList(vec![2, 3, 4, 7])));
+        assert!(parse_cpu_list("3-1").unwrap_err().contains("backwards"));
+        assert!(
+            parse_cpu_list("a")
+                .unwrap_err()
+                .contains("not a CPU number")
+        );
+        assert!(parse_cpu_list("").is_err());
+    }
 }

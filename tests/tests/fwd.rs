@@ -641,6 +641,61 @@ fn fwd_fanout_two_queues() {
     assert_eq!(q0 + q1, s.get(&b1, "all", "rx_packets"), "{}", s.text);
 }
 
+/// `Cpus_allowed_list` of each thread of `pid`, by thread name.
+fn thread_cpus(pid: Pid) -> Vec<(String, String)> {
+    let dir = format!("/proc/{pid}/task");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let status = std::fs::read_to_string(e.unwrap().path().join("status")).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        out.push((field("Name:"), field("Cpus_allowed_list:")));
+    }
+    out
+}
+
+#[test]
+fn fwd_cpus_pins_each_queue_to_its_cpu() {
+    if !require_root("fwd_cpus_pins_each_queue_to_its_cpu") {
+        return;
+    }
+    // The last two CPUs this process may use (one, twice, on a 1-CPU box).
+    let allowed: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| {
+            nix::sched::sched_getaffinity(Pid::from_raw(0))
+                .is_ok_and(|s| s.is_set(c).unwrap_or(false))
+        })
+        .collect();
+    let (a, b) = match allowed.as_slice() {
+        [.., a, b] => (*a, *b),
+        [a] => (*a, *a),
+        [] => panic!("no CPU in this process's affinity mask"),
+    };
+    let list = format!("{b},{a}");
+    let mut t = Topo::new("77.11");
+    t.start(&["--queues", "2", "--cpus", &list]);
+    let line = t.fwd().wait_stderr("ready:", Duration::from_secs(1));
+    assert!(line.contains(&format!("on CPU {list}")), "{line}");
+    let threads = thread_cpus(t.fwd().pid());
+    for (name, want) in [("fwd-q0", b), ("fwd-q1", a)] {
+        let got = threads.iter().find(|(n, _)| n == name);
+        assert_eq!(
+            got.map(|(_, c)| c.as_str()),
+            Some(want.to_string().as_str()),
+            "{name} pinned to CPU {want}; threads: {threads:?}"
+        );
+    }
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 5, 56);
+    tcp_transfer(&t, 5211, 2, 8 << 20);
+    let s = t.stop();
+    assert_consistent(&s, &t);
+}
+
 /// Packets the root qdisc of `dev` in `ns` has sent ("Sent N bytes M pkt").
 fn qdisc_sent_packets(ns: &NetNs, dev: &str) -> u64 {
     let out = ns.run("tc", &["-s", "qdisc", "show", "dev", dev]);
