@@ -170,7 +170,9 @@ pub struct Config {
     pub filter_ifindex: u32,
     /// netns inode number of the filter device.
     pub filter_netns: u32,
-    pub _pad: u32,
+    /// Waiting bytes from which every event wakes the reader (a quarter of
+    /// the ring): below it, only every 256 KiB crossed does.
+    pub wake_all_bytes: u32,
     pub offsets: Offsets,
 }
 

@@ -31,7 +31,7 @@ static CONFIG: Config = Config {
     filter_enabled: 0,
     filter_ifindex: 0,
     filter_netns: 0,
-    _pad: 0,
+    wake_all_bytes: 0,
     offsets: Offsets {
         skb_len: 0,
         skb_data: 0,
@@ -81,12 +81,16 @@ const RECORD_BYTES: u64 = (size_of::<Event>() as u64 + 8 + 7) & !7;
 /// multiple of WAKEUP_BYTES. Waking on every record past the threshold (as
 /// this did before) raised an irq_work, a self-IPI and, in a VM, an exit,
 /// for each event until the reader caught up: 6% of both CPUs following
-/// iperf3. A crossing lost to a race between CPUs is caught by the next
-/// one, or by the reader's tick.
+/// iperf3. A crossing can be missed (another CPU reserved a record between
+/// this one's reserve and submit), so once a quarter of the ring waits,
+/// every record wakes the reader again: losing events costs more than IPIs.
 #[inline(always)]
 pub(crate) fn wakeup_flags() -> u64 {
     let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    if avail >= WAKEUP_BYTES && avail & (WAKEUP_BYTES - 1) < RECORD_BYTES {
+    let all = cfg!(wake_all_bytes) as u64;
+    if avail >= WAKEUP_BYTES
+        && (avail & (WAKEUP_BYTES - 1) < RECORD_BYTES || (all != 0 && avail >= all))
+    {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

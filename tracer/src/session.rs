@@ -151,7 +151,7 @@ impl Session {
             filter_enabled: opts.target.is_some() as u16,
             filter_ifindex: opts.target.as_ref().map_or(0, |t| t.ifindex),
             filter_netns: opts.target.as_ref().map_or(0, |t| t.netns_inode),
-            _pad: 0,
+            wake_all_bytes: opts.ring_bytes / 4,
             offsets,
         };
         let mut ebpf = EbpfLoader::new()
