@@ -5,7 +5,7 @@
 #      `skbtrace follow` follows the sender's veth, divided by untraced.
 #   2. the aggregator alone (decode + correlate of recorded events, one core).
 #   3. lost events at 100k packets/s and at the highest UDP rate one
-#      sender thread drives here (tests/examples/udp_blast), while followed.
+#      sender per CPU drives here (tests/examples/udp_blast), while followed.
 # Usage: sudo bench/trace.sh [seconds per run, default 10]
 #   ONLY=1 (or 2, 3) runs one section; ROUNDS=N repeats section 1 N times
 #   (untraced, traced, untraced each round; the ratio uses the untraced runs
@@ -78,11 +78,21 @@ if [ -z "$ONLY" ] || [ "$ONLY" = 3 ]; then
 echo
 echo "== 3. lost events while following small UDP packets (tests/examples/udp_blast: sendmmsg, paced)"
 # Nothing listens on the port: every datagram ends at udp_rcv in a drop
-# (NO_SOCKET), a complete timeline of its own.
+# (NO_SOCKET), a complete timeline of its own. One sender per CPU, each
+# asked for its share: one sender thread alone cannot drive 100k pkt/s here
+# while its packets are followed.
+SENDERS=$(nproc)
 for rate in 100000 1000000; do
     start_follow "$TMP/udp.jsonl"
-    sent=$(ip netns exec "$NS1" "$BLAST" 10.231.0.2:9 "$rate" "$SECS")
+    blasts=()
+    for s in $(seq "$SENDERS"); do
+        ip netns exec "$NS1" "$BLAST" 10.231.0.2:9 $((rate / SENDERS)) "$SECS" >"$TMP/blast.$s" &
+        blasts+=($!)
+    done
+    wait "${blasts[@]}"
     stop_follow
-    echo "asked $rate pkt/s: $sent; skbtrace events $(summary_field "$TMP/udp.jsonl" events), packets $(summary_field "$TMP/udp.jsonl" packets), lost events $(summary_field "$TMP/udp.jsonl" lost_events)"
+    sent=$(cat "$TMP"/blast.* | awk '{n += $2} END {printf "%d packets in '"$SECS"' s (%d pkt/s)", n, n / '"$SECS"'}')
+    echo "asked $rate pkt/s from $SENDERS senders: sent $sent; skbtrace events $(summary_field "$TMP/udp.jsonl" events), packets $(summary_field "$TMP/udp.jsonl" packets), lost events $(summary_field "$TMP/udp.jsonl" lost_events)"
+    rm -f "$TMP"/blast.*
 done
 fi

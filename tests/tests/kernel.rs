@@ -483,6 +483,55 @@ exit $status
     );
 }
 
+/// Nice values of the threads of `pid` (field 19 of /proc/PID/task/TID/stat).
+fn thread_nices(pid: u32) -> Vec<i64> {
+    let dir = format!("/proc/{pid}/task");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the parenthesised comm, which may hold spaces.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split_whitespace().nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn event_reader_runs_at_the_nice_value_asked() {
+    if !require_root("event_reader_runs_at_the_nice_value_asked") {
+        return;
+    }
+    // Default -10: the reader keeps up when the traced workload fills every CPU.
+    for (args, want) in [
+        (vec!["follow", "--dev", "lo"], -10),
+        (vec!["events", "--dev", "lo", "--nice", "5"], 5),
+    ] {
+        let mut t = start(&args, READY, ready_timeout());
+        // The reader sets its nice value as it starts draining, just after
+        // the ready line.
+        let mut nices = thread_nices(t.pid());
+        for _ in 0..20 {
+            if nices.contains(&want) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            nices = thread_nices(t.pid());
+        }
+        let f = t.stop(Signal::SIGINT);
+        assert!(
+            f.status.success(),
+            "{args:?}: exit {}\n{}",
+            f.status,
+            f.stderr
+        );
+        assert!(
+            nices.contains(&want),
+            "{args:?}: one thread (the reader) runs at nice {want}; threads: {nices:?}"
+        );
+    }
+}
+
 // ---- skbtrace follow: per-packet timelines (scenarios of the timelines issue) ----
 
 /// Runs `skbtrace follow --json - ARGS`, calls `traffic` once it is

@@ -28,6 +28,8 @@ pub struct FollowOptions {
     /// An unfinished packet with no new hop for this long ends as incomplete.
     pub timeout: Duration,
     pub ring_bytes: u32,
+    /// Nice value of the thread that drains the ring (see `source::drain`).
+    pub nice: i32,
     /// Print the text waterfall to stdout.
     pub text: bool,
     /// `-` for stdout.
@@ -239,6 +241,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         ring,
         opts.duration,
         Duration::from_millis(100),
+        opts.nice,
         |bytes| {
             match timeline::decode::decode(bytes) {
                 Ok(ev) => corr.borrow_mut().push(&ev),

@@ -144,6 +144,12 @@ struct RingArgs {
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
     ring_mib: u32,
+    /// Nice value of the thread that reads events (-20..19). Below the
+    /// traced workload's (0), so the reader keeps up when the workload fills
+    /// every CPU instead of losing events; 0 treats them alike.
+    #[arg(long, default_value_t = -10, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    nice: i32,
 }
 
 fn parse_ring_mib(s: &str) -> Result<u32, String> {
@@ -197,6 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 duration,
                 timeout,
                 ring_bytes: ring.ring_mib << 20,
+                nice: ring.nice,
                 text: true,
                 json,
                 pcap,
@@ -348,6 +355,7 @@ fn cmd_events(
     })?;
     let methods: std::collections::HashMap<String, &'static str> =
         session.methods().into_iter().collect();
+    let nice = ring.nice;
     let ring = session.take_ring()?;
     let session_drop_reasons = session.drop_reasons.clone();
     eprintln!(
@@ -381,6 +389,7 @@ fn cmd_events(
         ring,
         duration,
         Duration::from_millis(200),
+        nice,
         |bytes| {
             let ev = match decode(bytes) {
                 Ok(ev) => ev,

@@ -18,15 +18,38 @@ pub enum Stop {
     Terminated,
 }
 
+/// Sets the calling thread's nice value (Linux: per thread).
+fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory.
+    let r = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Calls `on_record` for each ring-buffer record and `on_tick` every
 /// `tick` until one says stop, the deadline passes, or a signal arrives.
+/// The calling thread runs at `nice`: when the traced workload fills every
+/// CPU, a reader at the workload's priority falls behind and the ring
+/// overflows (2 x 50k pkt/s of UDP on 2 CPUs lost 5-13% of events at nice
+/// 0 and none at -10; iperf3's throughput while followed did not change).
 pub async fn drain(
     ring: RingBuf<MapData>,
     duration: Option<Duration>,
     tick: Duration,
+    nice: i32,
     mut on_record: impl FnMut(&[u8]) -> ControlFlow<()>,
     mut on_tick: impl FnMut() -> ControlFlow<()>,
 ) -> anyhow::Result<Stop> {
+    if let Err(e) = set_thread_nice(nice) {
+        log::warn!(
+            "could not set the event reader's nice value to {nice} ({e}); under full CPU load events may be lost"
+        );
+    }
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
     // for as long as the AsyncFd owns the RingBuf.
     let mut fd = unsafe { AsyncFd::register(ring) }
