@@ -566,6 +566,70 @@ fn follow_records(args: &[&str], traffic: impl FnOnce()) -> (Vec<Value>, String)
     (recs, f.stderr)
 }
 
+#[test]
+fn follow_reports_lost_events_when_the_ring_overflows() {
+    if !require_root("follow_reports_lost_events_when_the_ring_overflows") {
+        return;
+    }
+    let topo = TwoNs::new("221.0");
+    let mut t = start(
+        &[
+            "follow",
+            "--json",
+            "-",
+            "--timeout",
+            "1s",
+            "--ring-mib",
+            "1",
+            "--dev",
+            &topo.veth.a,
+            "--netns",
+            &topo.ns1.name,
+        ],
+        READY,
+        ready_timeout(),
+    );
+    // With the reader stopped the programs keep writing until the 1 MiB
+    // ring (about 4,200 events) is full: 2,000 pings make ~16,000.
+    let pid = nix::unistd::Pid::from_raw(t.pid() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).expect("SIGSTOP skbtrace");
+    topo.ns1
+        .run("ping", &["-f", "-c", "2000", "-W", "1", &topo.ip2]);
+    nix::sys::signal::kill(pid, Signal::SIGCONT).expect("SIGCONT skbtrace");
+    std::thread::sleep(Duration::from_millis(1500));
+    let f = t.stop(Signal::SIGINT);
+    assert!(f.status.success(), "exit {}\n{}", f.status, f.stderr);
+    let recs = json_lines(&f.stdout);
+    let summary = recs.last().expect("a summary line");
+    assert_eq!(summary["type"], "summary", "{summary}");
+    let lost = summary["lost_events"].as_u64().expect("lost_events");
+    assert!(
+        lost > 1000,
+        "the ring overflowed, so events were lost: {summary}"
+    );
+    let per_probe: u64 = summary["probes"]
+        .as_array()
+        .expect("probes")
+        .iter()
+        .map(|p| p["lost"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        per_probe, lost,
+        "lost per probe adds up to the total: {summary}"
+    );
+    assert!(
+        recs.iter()
+            .any(|r| r["type"] == "timeline" && r["lost_events"] == true),
+        "packets open while events were lost say so ({} records)",
+        recs.len()
+    );
+    assert!(
+        f.stderr.contains(&format!("{lost} events were lost")) && f.stderr.contains("--ring-mib"),
+        "the user is told, with what to do:\n{}",
+        f.stderr
+    );
+}
+
 fn timelines_matching<'a>(recs: &'a [Value], summary_part: &str) -> Vec<&'a Value> {
     recs.iter()
         .filter(|r| {

@@ -216,6 +216,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 follow_tui(base, tui_max_packets)
             } else {
                 let r = follow(base)?;
+                if r.summary.lost_events > 0 {
+                    eprintln!(
+                        "skbtrace: {} events were lost: the ring buffer was full (their packets say lost_events). A larger --ring-mib absorbs longer bursts; a reader short of CPU keeps up at a lower --nice (e.g. -15)",
+                        r.summary.lost_events
+                    );
+                }
                 if r.bad_records > 0 {
                     eprintln!(
                         "skbtrace: {} malformed event records were dropped",
