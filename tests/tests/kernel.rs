@@ -617,12 +617,10 @@ fn follow_reports_lost_events_when_the_ring_overflows() {
         per_probe, lost,
         "lost per probe adds up to the total: {summary}"
     );
-    assert!(
-        recs.iter()
-            .any(|r| r["type"] == "timeline" && r["lost_events"] == true),
-        "packets open while events were lost say so ({} records)",
-        recs.len()
-    );
+    // Which timelines say lost_events is not asserted: most lost events
+    // belong to packets none of whose events got through (not shown at
+    // all), and whether one packet straddles the moment the ring filled
+    // depends on where it filled.
     assert!(
         f.stderr.contains(&format!("{lost} events were lost")) && f.stderr.contains("--ring-mib"),
         "the user is told, with what to do:\n{}",
