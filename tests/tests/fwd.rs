@@ -681,7 +681,21 @@ fn fwd_cpus_pins_each_queue_to_its_cpu() {
     t.start(&["--queues", "2", "--cpus", &list]);
     let line = t.fwd().wait_stderr("ready:", Duration::from_secs(1));
     assert!(line.contains(&format!("on CPU {list}")), "{line}");
-    let threads = thread_cpus(t.fwd().pid());
+    // Each worker names and pins itself as it starts, which may be just
+    // after the ready line.
+    let pinned = |th: &[(String, String)]| {
+        [("fwd-q0", b), ("fwd-q1", a)]
+            .iter()
+            .all(|(name, want)| th.iter().any(|(n, c)| n == name && *c == want.to_string()))
+    };
+    let mut threads = thread_cpus(t.fwd().pid());
+    for _ in 0..40 {
+        if pinned(&threads) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        threads = thread_cpus(t.fwd().pid());
+    }
     for (name, want) in [("fwd-q0", b), ("fwd-q1", a)] {
         let got = threads.iter().find(|(n, _)| n == name);
         assert_eq!(
