@@ -146,6 +146,16 @@ struct Args {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct CpuList(Vec<usize>);
 
+impl std::fmt::Display for CpuList {
+    /// `0,2,3`: the CPUs, comma-separated.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in self.0.iter().enumerate() {
+            write!(f, "{}{c}", if i == 0 { "" } else { "," })?;
+        }
+        Ok(())
+    }
+}
+
 /// `1`, `0,2`, `2-3,6`: CPU numbers in the order given.
 fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
     let num = |t: &str| {
@@ -238,11 +248,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(c) = cpus.iter().find(|c| !allowed.contains(c)) {
             bail!(
                 "--cpus: CPU {c} is not available to this process (allowed: {})",
-                allowed
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
+                CpuList(allowed)
             );
         }
     }
@@ -339,16 +345,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         names.join(if np == 2 { " <-> " } else { ", " }),
         nq,
         if nq == 1 { "" } else { "s" },
-        match &args.cpus {
-            Some(CpuList(c)) => format!(
-                " on CPU {}",
-                c.iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            None => String::new(),
-        },
+        args.cpus
+            .as_ref()
+            .map_or(String::new(), |c| format!(" on CPU {c}")),
         args.rx_mode,
         cfg.block_count,
         cfg.block_size,
@@ -498,5 +497,6 @@ mod tests {
                 .contains("not a CPU number")
         );
         assert!(parse_cpu_list("").is_err());
+        assert_eq!(CpuList(vec![0, 2, 3]).to_string(), "0,2,3");
     }
 }

@@ -14,6 +14,23 @@ pub mod tracer;
 pub mod userdp;
 pub mod vm;
 
+/// Calls `read` every 50 ms until `done` holds for what it returned or
+/// `timeout` passes; returns the last value either way (the caller asserts
+/// on it, so a timeout fails with what was seen).
+pub fn poll_until<T>(
+    timeout: std::time::Duration,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let end = std::time::Instant::now() + timeout;
+    let mut v = read();
+    while !done(&v) && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        v = read();
+    }
+    v
+}
+
 /// Runs a command, panicking with its output when it fails.
 pub fn run(cmd: &str, args: &[&str]) -> Output {
     let out = Command::new(cmd)

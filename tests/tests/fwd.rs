@@ -683,19 +683,16 @@ fn fwd_cpus_pins_each_queue_to_its_cpu() {
     assert!(line.contains(&format!("on CPU {list}")), "{line}");
     // Each worker names and pins itself as it starts, which may be just
     // after the ready line.
-    let pinned = |th: &[(String, String)]| {
-        [("fwd-q0", b), ("fwd-q1", a)]
-            .iter()
-            .all(|(name, want)| th.iter().any(|(n, c)| n == name && *c == want.to_string()))
-    };
-    let mut threads = thread_cpus(t.fwd().pid());
-    for _ in 0..40 {
-        if pinned(&threads) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        threads = thread_cpus(t.fwd().pid());
-    }
+    let pid = t.fwd().pid();
+    let threads = tests::poll_until(
+        Duration::from_secs(2),
+        || thread_cpus(pid),
+        |th| {
+            [("fwd-q0", b), ("fwd-q1", a)]
+                .iter()
+                .all(|(name, want)| th.iter().any(|(n, c)| n == name && *c == want.to_string()))
+        },
+    );
     for (name, want) in [("fwd-q0", b), ("fwd-q1", a)] {
         let got = threads.iter().find(|(n, _)| n == name);
         assert_eq!(

@@ -510,14 +510,12 @@ fn event_reader_runs_at_the_nice_value_asked() {
         let mut t = start(&args, READY, ready_timeout());
         // The reader sets its nice value as it starts draining, just after
         // the ready line.
-        let mut nices = thread_nices(t.pid());
-        for _ in 0..20 {
-            if nices.contains(&want) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            nices = thread_nices(t.pid());
-        }
+        let pid = t.pid();
+        let nices = tests::poll_until(
+            Duration::from_secs(1),
+            || thread_nices(pid),
+            |n| n.contains(&want),
+        );
         let f = t.stop(Signal::SIGINT);
         assert!(
             f.status.success(),
