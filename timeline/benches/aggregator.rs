@@ -10,6 +10,7 @@
 //! assertions: a number to read, not a test.
 
 use std::hint::black_box;
+use std::io::BufWriter;
 use std::time::Instant;
 
 use probes::{Event, flags, id, method};
@@ -17,6 +18,9 @@ use timeline::decode::{decode, encode};
 use timeline::sink::{JsonSink, Sink, TextSink};
 use timeline::synth::{self, frame};
 use timeline::{Correlator, CorrelatorConfig};
+
+/// The tracer's output buffer size (tracer/src/follow.rs).
+const OUT_BUF: usize = 256 * 1024;
 
 /// One packet's path over veth -> bridge -> veth -> local delivery, with a
 /// tap clone (packet_rcv) freed on the way: 12 events, 2 skbs.
@@ -173,12 +177,13 @@ fn main() {
     // (poll_each, what the tracer's sinks use); else owned (poll, for
     // callers that keep them, like the TUI) and dropped.
     // `sink`: 0 none, 1 the text sink, 2 the JSON sink (with hop bytes),
-    // both writing to io::sink(): the formatting cost, not the I/O.
+    // both writing through a BufWriter (as the tracer's outputs are) to
+    // io::sink(): the formatting and buffering cost, not the I/O.
     let run_with = |each: bool, sink: u8| {
         let mut c = Correlator::new(CorrelatorConfig::default());
         let (mut timelines, mut hops) = (0usize, 0usize);
-        let mut text = TextSink::new(std::io::sink());
-        let mut json = JsonSink::new(std::io::sink());
+        let mut text = TextSink::new(BufWriter::with_capacity(OUT_BUF, std::io::sink()));
+        let mut json = JsonSink::new(BufWriter::with_capacity(OUT_BUF, std::io::sink()));
         let mut seen = |t: &timeline::Timeline| {
             timelines += 1;
             hops += t.hops.len();

@@ -8,12 +8,11 @@ use serde::Serialize;
 use super::Sink;
 use crate::model::{Summary, Timeline};
 
-/// Same shape as [`crate::model::Record`], borrowing, so writing a
-/// timeline does not clone it.
+/// The summary record as [`crate::model::Record`] writes it, borrowing.
+/// Timeline records, one per packet, are written by `json_line`.
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum RecordRef<'a> {
-    Timeline(&'a Timeline),
     Summary(&'a Summary),
 }
 
@@ -22,13 +21,19 @@ enum RecordRef<'a> {
 pub struct JsonSink<W: Write> {
     w: W,
     data: bool,
+    /// One line at a time (see `json_line`), kept for its capacity.
+    line: Vec<u8>,
 }
 
 impl<W: Write> JsonSink<W> {
     /// Hop bytes (`data`, hex) are included, so a saved file can be
     /// re-rendered to any sink later.
     pub fn new(w: W) -> Self {
-        Self { w, data: true }
+        Self {
+            w,
+            data: true,
+            line: Vec::with_capacity(4096),
+        }
     }
 
     /// Leaves the hop bytes (`data`, `l2`) out: smaller lines.
@@ -49,15 +54,10 @@ impl<W: Write> JsonSink<W> {
 
 impl<W: Write> Sink for JsonSink<W> {
     fn timeline(&mut self, t: &Timeline) -> io::Result<()> {
-        if self.data {
-            return self.line(RecordRef::Timeline(t));
-        }
-        let mut slim = t.clone();
-        for h in &mut slim.hops {
-            h.data.clear();
-            h.l2 = false;
-        }
-        self.line(RecordRef::Timeline(&slim))
+        self.line.clear();
+        super::json_line::write_timeline(&mut self.line, t, self.data);
+        self.line.push(b'\n');
+        self.w.write_all(&self.line)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -6,6 +6,7 @@ use std::io;
 use crate::model::{Summary, Timeline};
 
 pub mod json;
+mod json_line;
 pub mod pcap;
 pub mod text;
 
