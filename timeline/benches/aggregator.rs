@@ -244,12 +244,12 @@ fn main() {
         rate(t_drop.1)
     );
     println!(
-        "+ text sink       {:>8.2}            {:>8.2}   (formatting only, to io::sink)",
+        "+ text sink       {:>8.2}            {:>8.2}   (formatting + BufWriter, to io::sink)",
         rate(t_text.0),
         rate(t_text.1)
     );
     println!(
-        "+ JSON sink       {:>8.2}            {:>8.2}   (formatting only, to io::sink)",
+        "+ JSON sink       {:>8.2}            {:>8.2}   (formatting + BufWriter, to io::sink)",
         rate(t_json.0),
         rate(t_json.1)
     );
