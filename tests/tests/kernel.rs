@@ -139,6 +139,11 @@ fn probes_attach_by_the_best_method_this_kernel_allows() {
 
 /// Events of a ping from ns1 to ns2 over a veth pair, followed from ns1's end.
 fn ping_events(topo: &TwoNs, count: u32) -> Vec<Value> {
+    ping_events_to(topo, &topo.ip2, count)
+}
+
+/// `skbtrace events` on ns1's veth while ns1 pings `dst` `count` times.
+fn ping_events_to(topo: &TwoNs, dst: &str, count: u32) -> Vec<Value> {
     let ns1 = &topo.ns1.name;
     let mut t = start(
         &["events", "--json", "--dev", &topo.veth.a, "--netns", ns1],
@@ -147,7 +152,7 @@ fn ping_events(topo: &TwoNs, count: u32) -> Vec<Value> {
     );
     topo.ns1.run(
         "ping",
-        &["-c", &count.to_string(), "-i", "0.2", "-W", "2", &topo.ip2],
+        &["-c", &count.to_string(), "-i", "0.2", "-W", "2", dst],
     );
     std::thread::sleep(Duration::from_millis(300));
     let f = t.stop(Signal::SIGINT);
@@ -263,6 +268,69 @@ fn events_carry_the_right_device_ifindex_netns_and_fingerprint() {
             assert_eq!(e["netns"], nsa, "{e}");
         }
     }
+}
+
+/// The ICMPv6 type of an event's captured packet, when it is ICMPv6 with
+/// no extension header.
+fn icmp6_type(ev: &Value) -> Option<u8> {
+    let data = hex(ev["data"].as_str()?);
+    let l3 = if ev["l2"].as_bool()? {
+        data.get(14..)?
+    } else {
+        &data[..]
+    };
+    if l3.first()? >> 4 != 6 || *l3.get(6)? != 58 {
+        return None;
+    }
+    l3.get(40).copied()
+}
+
+#[test]
+fn ipv6_events_carry_the_kernel_fingerprint() {
+    if !require_root("ipv6_events_carry_the_kernel_fingerprint") {
+        return;
+    }
+    let topo = TwoNs::new("222.0");
+    let (a, b) = (&topo.veth.a, &topo.veth.b);
+    // nodad: the addresses are usable at once, not after duplicate detection.
+    topo.ns1.run(
+        "ip",
+        &["-6", "addr", "add", "fd00:222::1/64", "dev", a, "nodad"],
+    );
+    topo.ns2.run(
+        "ip",
+        &["-6", "addr", "add", "fd00:222::2/64", "dev", b, "nodad"],
+    );
+    let evs = ping_events_to(&topo, "fd00:222::2", 3);
+    let requests: Vec<&Value> = evs.iter().filter(|e| icmp6_type(e) == Some(128)).collect();
+    let (ifa, ifb) = (topo.ns1.ifindex(a), topo.ns2.ifindex(b));
+    let fps_at = |ifindex: u32| -> HashSet<&str> {
+        requests
+            .iter()
+            .filter(|e| e["ifindex"] == ifindex && e["protocol"] == 0x86dd)
+            .filter_map(|e| e["fingerprint"].as_str())
+            .collect()
+    };
+    // The kernel reads the IPv6 header and the ICMPv6 words after it in
+    // one go; its fingerprint equals the one computed here from the bytes.
+    for e in &requests {
+        let data = hex(e["data"].as_str().unwrap_or(""));
+        let l3 = if e["l2"] == true {
+            &data[14..]
+        } else {
+            &data[..]
+        };
+        let fp = probes::fingerprint::from_l3(0x86dd, l3);
+        assert_ne!(fp, 0, "an echo request has a fingerprint: {e}");
+        assert_eq!(e["fingerprint"], format!("0x{fp:016x}"), "{e}");
+    }
+    let (tx, rx) = (fps_at(ifa), fps_at(ifb));
+    assert_eq!(
+        tx.len(),
+        3,
+        "three distinct echo requests left {a}: {evs:#?}"
+    );
+    assert_eq!(tx, rx, "the same packets left {a} and reached {b}");
 }
 
 #[test]

@@ -309,7 +309,15 @@ fn l4_needed(proto: u8) -> u64 {
 fn compute_fingerprint(l3: u64, ethertype: u32, lin_end: u64) -> u64 {
     match ethertype {
         0x0800 => {
-            let ip: [u8; 20] = read(l3);
+            // The header and, when it has no options (the usual case), the
+            // L4 words after it, in one helper call. The skb head buffer
+            // continues past the linear data (skb_shared_info), so reading
+            // 36 bytes does not fault where 20 would not.
+            let b: [u8; 36] = read(l3);
+            let ip: [u8; 20] = match b.first_chunk() {
+                Some(ip) => *ip,
+                None => return 0,
+            };
             if ip[0] >> 4 != 4 {
                 return 0;
             }
@@ -318,7 +326,10 @@ fn compute_fingerprint(l3: u64, ethertype: u32, lin_end: u64) -> u64 {
             if l3 + ihl + l4_needed(proto) > lin_end || ihl < 20 {
                 return 0;
             }
-            let l4: [u8; 16] = read(l3 + ihl);
+            let l4: [u8; 16] = match b.last_chunk() {
+                Some(l4) if ihl == 20 => *l4,
+                _ => read(l3 + ihl),
+            };
             fingerprint::ipv4(
                 u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
                 u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
@@ -329,11 +340,14 @@ fn compute_fingerprint(l3: u64, ethertype: u32, lin_end: u64) -> u64 {
             )
         }
         0x86dd => {
-            let ip: [u8; 40] = read(l3);
+            // The fixed header and the L4 words after it, in one call.
+            let b: [u8; 56] = read(l3);
+            let (Some(ip), Some(l4)) = (b.first_chunk::<40>(), b.last_chunk::<16>()) else {
+                return 0;
+            };
             if ip[0] >> 4 != 6 || l3 + 40 + l4_needed(ip[6]) > lin_end {
                 return 0;
             }
-            let l4: [u8; 16] = read(l3 + 40);
             let w = |i: usize| u32::from_be_bytes([ip[i], ip[i + 1], ip[i + 2], ip[i + 3]]);
             let next = ip[6];
             fingerprint::ipv6(
@@ -342,7 +356,7 @@ fn compute_fingerprint(l3: u64, ethertype: u32, lin_end: u64) -> u64 {
                 w(0),
                 next,
                 u16::from_be_bytes([ip[4], ip[5]]),
-                fingerprint::l4_words(next, &l4),
+                fingerprint::l4_words(next, l4),
             )
         }
         _ => 0,
