@@ -176,13 +176,19 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn icmp_type(ev: &Value) -> Option<u8> {
+/// An event's captured bytes from the IP header on (past the Ethernet
+/// header when the capture starts there).
+fn l3_bytes(ev: &Value) -> Option<Vec<u8>> {
     let data = hex(ev["data"].as_str()?);
-    let l3 = if ev["l2"].as_bool()? {
-        data.get(14..)?
+    if ev["l2"].as_bool()? {
+        data.get(14..).map(<[u8]>::to_vec)
     } else {
-        &data[..]
-    };
+        Some(data)
+    }
+}
+
+fn icmp_type(ev: &Value) -> Option<u8> {
+    let l3 = l3_bytes(ev)?;
     if l3.len() < 21 || l3[9] != 1 {
         return None;
     }
@@ -273,12 +279,7 @@ fn events_carry_the_right_device_ifindex_netns_and_fingerprint() {
 /// The ICMPv6 type of an event's captured packet, when it is ICMPv6 with
 /// no extension header.
 fn icmp6_type(ev: &Value) -> Option<u8> {
-    let data = hex(ev["data"].as_str()?);
-    let l3 = if ev["l2"].as_bool()? {
-        data.get(14..)?
-    } else {
-        &data[..]
-    };
+    let l3 = l3_bytes(ev)?;
     if l3.first()? >> 4 != 6 || *l3.get(6)? != 58 {
         return None;
     }
@@ -314,13 +315,8 @@ fn ipv6_events_carry_the_kernel_fingerprint() {
     // The kernel reads the IPv6 header and the ICMPv6 words after it in
     // one go; its fingerprint equals the one computed here from the bytes.
     for e in &requests {
-        let data = hex(e["data"].as_str().unwrap_or(""));
-        let l3 = if e["l2"] == true {
-            &data[14..]
-        } else {
-            &data[..]
-        };
-        let fp = probes::fingerprint::from_l3(0x86dd, l3);
+        let l3 = l3_bytes(e).unwrap_or_default();
+        let fp = probes::fingerprint::from_l3(0x86dd, &l3);
         assert_ne!(fp, 0, "an echo request has a fingerprint: {e}");
         assert_eq!(e["fingerprint"], format!("0x{fp:016x}"), "{e}");
     }

@@ -114,6 +114,14 @@ pub enum Record {
     Summary(Summary),
 }
 
+impl Hop {
+    /// In JSON this hop's bytes are written as `"same_data":true`: it has
+    /// bytes and they (and their start, `l2`) repeat the previous hop's.
+    pub(crate) fn repeats_data_of(&self, prev: Option<&Hop>) -> bool {
+        !self.data.is_empty() && prev.is_some_and(|p| p.l2 == self.l2 && p.data == self.data)
+    }
+}
+
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
@@ -174,7 +182,7 @@ mod hops_json {
         let mut seq = s.serialize_seq(Some(hops.len()))?;
         let mut prev: Option<&Hop> = None;
         for h in hops {
-            let same = !h.data.is_empty() && prev.is_some_and(|p| p.l2 == h.l2 && p.data == h.data);
+            let same = h.repeats_data_of(prev);
             seq.serialize_element(&HopOut {
                 probe: &h.probe,
                 method: &h.method,

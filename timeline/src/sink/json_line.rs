@@ -76,8 +76,7 @@ fn hop(out: &mut Vec<u8>, h: &Hop, prev: Option<&Hop>, data: bool) {
         string(out, r);
     }
     if data && !h.data.is_empty() {
-        let same = prev.is_some_and(|p| p.l2 == h.l2 && p.data == h.data);
-        if same {
+        if h.repeats_data_of(prev) {
             out.extend_from_slice(b",\"same_data\":true");
         } else {
             out.extend_from_slice(b",\"data\":\"");
@@ -110,19 +109,16 @@ fn boolean(out: &mut Vec<u8>, v: bool) {
 }
 
 fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[(b >> 4) as usize]);
-        out.push(DIGITS[(b & 0xf) as usize]);
-    }
+    let start = out.len();
+    out.resize(start + bytes.len() * 2, 0);
+    // The output slice is exactly twice the input, the only way this fails.
+    let _ = hex::encode_to_slice(bytes, &mut out[start..]);
 }
 
 /// A JSON string with serde_json's escapes: `\"`, `\\`, the five short
 /// control escapes, `\u00XX` (lowercase hex) for the other control bytes;
 /// everything else, UTF-8 included, as it is.
 fn string(out: &mut Vec<u8>, s: &str) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -141,8 +137,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&bytes[start..i]);
         if esc.is_empty() {
             out.extend_from_slice(b"\\u00");
-            out.push(DIGITS[(b >> 4) as usize]);
-            out.push(DIGITS[(b & 0xf) as usize]);
+            hex(out, &[b]);
         } else {
             out.extend_from_slice(esc);
         }
