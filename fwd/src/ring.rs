@@ -642,6 +642,13 @@ impl TxRing {
             return Ok(());
         }
         match sys::kick_tx(self.fd) {
+            // The kernel stops early, yet reports success, when the send
+            // buffer fills after it sent at least one frame (possible when
+            // net.core.wmem_max capped the buffer we asked for). It sends in
+            // ring order, so all are gone once the last one committed has
+            // left SEND_REQUEST; until then, report a stall so the caller
+            // kicks again and no large frame overtakes the leftovers.
+            Ok(()) if self.last_committed_waiting() => Err(libc::EAGAIN),
             Ok(()) => {
                 self.pending = 0;
                 Ok(())
@@ -653,6 +660,12 @@ impl TxRing {
                 Err(e)
             }
         }
+    }
+
+    /// True when the frame committed last is still waiting to be sent.
+    fn last_committed_waiting(&self) -> bool {
+        let last = self.slot((self.head + self.frames - 1) % self.frames);
+        load_acquire(unsafe_add(last, H_STATUS)) & TP_STATUS_SEND_REQUEST != 0
     }
 
     /// True when the next slot is free.
