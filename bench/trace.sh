@@ -2,14 +2,15 @@
 # Benchmarks of skbtrace follow (the timelines issue). Every number is a
 # ratio or a count measured in this run, on this machine:
 #   1. iperf3 TCP between two netns over a veth pair: throughput while
-#      `skbtrace follow` follows the sender's veth, divided by untraced.
+#      `skbtrace follow` follows the sender's veth, divided by untraced; and
+#      the same with `--probes` limited to two points (what fewer points save).
 #   2. the aggregator alone (decode + correlate of recorded events, one core).
 #   3. lost events at 100k packets/s and at the highest UDP rate one
 #      sender per CPU drives here (tests/examples/udp_blast), while followed.
 # Usage: sudo bench/trace.sh [seconds per run, default 10]
 #   ONLY=1 (or 2, 3) runs one section; ROUNDS=N repeats section 1 N times
-#   (untraced, traced, untraced each round; the ratio uses the untraced runs
-#   on both sides of each traced one).
+#   (untraced, traced, traced with two points, untraced each round; the
+#   ratios use the untraced runs on both sides of the traced ones).
 set -euo pipefail
 ONLY=${ONLY:-}
 ROUNDS=${ROUNDS:-1}
@@ -41,8 +42,9 @@ tcp_gbps() {
     ip netns exec "$NS1" iperf3 -c 10.231.0.2 -t "$SECS" -J \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
 }
-start_follow() { # start_follow JSONFILE
-    "$SKB" follow --dev "$A" --netns "$NS1" --json "$1" >/dev/null 2>"$TMP/follow.err" &
+start_follow() { # start_follow JSONFILE [follow options]
+    local out=$1; shift
+    "$SKB" follow --dev "$A" --netns "$NS1" --json "$out" "$@" >/dev/null 2>"$TMP/follow.err" &
     SKB_PID=$!
     for _ in $(seq 100); do grep -q "following packets" "$TMP/follow.err" && return; sleep 0.1; done
     echo "skbtrace did not start:"; cat "$TMP/follow.err"; exit 1
@@ -54,6 +56,7 @@ summary_field() { # summary_field JSONFILE FIELD
     tail -n 1 "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
 }
 
+FEW=net:net_dev_start_xmit,net:netif_receive_skb
 if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
 echo "== 1. iperf3 TCP over a veth pair, ${SECS}s per run, $ROUNDS round(s)"
 for r in $(seq "$ROUNDS"); do
@@ -61,10 +64,16 @@ for r in $(seq "$ROUNDS"); do
     start_follow "$TMP/tcp.jsonl"
     traced=$(tcp_gbps)
     stop_follow
+    # The same with two points where a TCP segment is first seen (plus the
+    # two where packets end): what --probes saves.
+    start_follow "$TMP/few.jsonl" --probes "$FEW"
+    few=$(tcp_gbps)
+    stop_follow
     base2=$(tcp_gbps)
     base=$(python3 -c "print(($base1+$base2)/2)")
     echo "untraced: $base1 / $base2 Gbit/s   traced: $traced Gbit/s   ratio traced/untraced: $(python3 -c "print(round($traced/$base,3))")  (target >= 0.90)"
     echo "  events $(summary_field "$TMP/tcp.jsonl" events), packets $(summary_field "$TMP/tcp.jsonl" packets), incomplete $(summary_field "$TMP/tcp.jsonl" incomplete), lost $(summary_field "$TMP/tcp.jsonl" lost_events), JSON $(du -m "$TMP/tcp.jsonl" | cut -f1) MiB"
+    echo "  --probes $FEW: $few Gbit/s, ratio $(python3 -c "print(round($few/$base,3))"), events $(summary_field "$TMP/few.jsonl" events)"
 done
 fi
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
+use tests::skbtrace::bin;
 use tests::tracer::{json_lines, run, skbtrace_prog_ids, start};
 use tests::{Bridge, BridgedNs, NetNs, TwoNs, Veth, require_root};
 
@@ -792,6 +793,106 @@ fn follow_two_netns_one_timeline_per_ping() {
     assert!(
         !summary["hop_pairs"].as_array().unwrap().is_empty(),
         "{summary}"
+    );
+}
+
+/// `N probe points attached` from follow's start line.
+fn attached_points(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(READY))
+        .unwrap_or_else(|| panic!("no start line in:\n{stderr}"));
+    let n = line
+        .split("; ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|w| w.parse().ok());
+    n.unwrap_or_else(|| panic!("no point count in {line:?}"))
+}
+
+#[test]
+fn follow_probes_and_skip_probes_choose_the_points() {
+    if !require_root("follow_probes_and_skip_probes_choose_the_points") {
+        return;
+    }
+    let topo = TwoNs::new("223.0");
+    let dev = [
+        "--dev",
+        topo.veth.a.as_str(),
+        "--netns",
+        topo.ns1.name.as_str(),
+    ];
+    let ping = || {
+        topo.ns1
+            .run("ping", &["-c", "3", "-i", "0.2", "-W", "2", &topo.ip2]);
+    };
+    let replies = format!("ICMP {} > {} echo-reply", topo.ip2, topo.ip1);
+
+    // Only the receive tracepoint, plus the two where packets end. Replies
+    // are first seen on the device there; requests only leave it, through
+    // points that are not attached, so none of them is followed.
+    let mut args = dev.to_vec();
+    args.extend(["--probes", "net:netif_receive_skb"]);
+    let (recs, stderr) = follow_records(&args, ping);
+    assert_eq!(attached_points(&stderr), 3, "{stderr}");
+    let kept = ["net:netif_receive_skb", "skb:kfree_skb", "skb:consume_skb"];
+    let timelines: Vec<&Value> = recs.iter().filter(|r| r["type"] == "timeline").collect();
+    for t in &timelines {
+        assert!(
+            hops(t)
+                .iter()
+                .all(|h| kept.contains(&h["probe"].as_str().unwrap_or(""))),
+            "only the chosen points and the end points appear: {t}"
+        );
+    }
+    let rep = timelines_matching(&recs, &replies);
+    assert_eq!(rep.len(), 3, "one timeline per echo reply: {recs:#?}");
+    for t in &rep {
+        assert_consistent(t);
+        assert_eq!(hops(t)[0]["probe"], "net:netif_receive_skb", "{t}");
+        assert_eq!(hops(t)[0]["dev"], topo.veth.a.as_str(), "{t}");
+    }
+    let summary = recs.last().expect("summary");
+    let probes: Vec<&str> = summary["probes"]
+        .as_array()
+        .expect("probes")
+        .iter()
+        .filter_map(|p| p["probe"].as_str())
+        .collect();
+    assert!(
+        probes.iter().all(|p| kept.contains(p)),
+        "the summary counts only attached points: {summary}"
+    );
+
+    // Everything but the transmit tracepoints, which are also not used as
+    // stand-ins for the transmit functions (on a kernel without fentry and
+    // kprobes those have no other way in).
+    let mut args = dev.to_vec();
+    args.extend(["--skip-probes", "net:net_dev_*"]);
+    let (recs, _) = follow_records(&args, ping);
+    let timelines: Vec<&Value> = recs.iter().filter(|r| r["type"] == "timeline").collect();
+    assert!(!timelines.is_empty(), "{recs:#?}");
+    for t in &timelines {
+        assert!(
+            hops(t).iter().all(|h| !h["probe"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("net:net_dev_")),
+            "no skipped point appears: {t}"
+        );
+    }
+    assert_eq!(timelines_matching(&recs, &replies).len(), 3, "{recs:#?}");
+
+    // A name that is no probe point is a usage error, before anything is attached.
+    let out = std::process::Command::new(bin("skbtrace"))
+        .args(["follow", "--dev", "lo", "--probes", "veth_xmitt"])
+        .output()
+        .expect("run skbtrace");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("matches no probe point") && err.contains("veth_xmit,"),
+        "{err}"
     );
 }
 

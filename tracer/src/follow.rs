@@ -28,6 +28,8 @@ pub struct FollowOptions {
     /// An unfinished packet with no new hop for this long ends as incomplete.
     pub timeout: Duration,
     pub ring_bytes: u32,
+    /// Which kernel probe points to attach.
+    pub probes: crate::select::Selection,
     /// Nice value of the thread that drains the ring (see `source::drain`).
     pub nice: i32,
     /// Print the text waterfall to stdout.
@@ -172,6 +174,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
     let mut session = Session::start(&SessionOptions {
         target: Some(opts.target.clone()),
         ring_bytes: opts.ring_bytes,
+        probes: opts.probes.clone(),
     })?;
     let uprobes = crate::uprobes::start(
         &mut session,

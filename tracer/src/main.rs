@@ -15,6 +15,7 @@ use timeline::decode::{cstr, decode};
 
 use tracer::follow::{FollowOptions, follow};
 use tracer::netdev;
+use tracer::select;
 use tracer::session::{AttachReport, Session, SessionOptions};
 use tracer::source::{Stop, drain};
 
@@ -52,6 +53,8 @@ enum Cmd {
   skbtrace follow --dev veth0 --netns ns1 --duration 30s --json trace.jsonl --pcap trace.pcapng
   skbtrace follow --dev veth1 --json - | jq .total_ns
   skbtrace follow --dev veth1 --tui
+  skbtrace follow --dev veth1 --probes net:netif_receive_skb,tcp_*   fewer points: less overhead
+  skbtrace follow --dev veth1 --skip-probes net:net_dev_queue
   skbtrace follow --dev veth0 --netns ns1 --fwd        through skbtrace-fwd (its per-frame hooks)
   skbtrace follow --dev veth0 --netns ns1 --ovs        through ovs-vswitchd (netdev datapath)
   skbtrace follow --dev eth0 --uprobe libc:sendmmsg --pid 1234")]
@@ -84,6 +87,8 @@ enum Cmd {
         tui_max_packets: usize,
         #[command(flatten)]
         ring: RingArgs,
+        #[command(flatten)]
+        probes: ProbeArgs,
         #[command(flatten)]
         uprobes: tracer::uprobes::UprobeArgs,
     },
@@ -125,6 +130,8 @@ enum Cmd {
         json: bool,
         #[command(flatten)]
         ring: RingArgs,
+        #[command(flatten)]
+        probes: ProbeArgs,
     },
 }
 
@@ -137,6 +144,30 @@ struct FilterArgs {
     /// (/proc/PID/ns/net) or an inode number. Default: skbtrace's own.
     #[arg(long)]
     netns: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct ProbeArgs {
+    /// Attach only these kernel probe points (comma-separated, `*` and `?`
+    /// glob): function names (veth_xmit, ip_*) or tracepoints, with or
+    /// without category (net:netif_rx, netif_rx). Fewer points cost less per
+    /// packet. skb:kfree_skb and skb:consume_skb, where packets end, stay
+    /// attached. `skbtrace probes` lists the points.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = select::parse_only)]
+    probes: Vec<String>,
+    /// Do not attach these kernel probe points (same names as --probes),
+    /// not even as another point's tracepoint stand-in.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = select::parse_skip)]
+    skip_probes: Vec<String>,
+}
+
+impl ProbeArgs {
+    fn selection(self) -> select::Selection {
+        select::Selection {
+            only: self.probes,
+            skip: self.skip_probes,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -193,6 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tui,
             tui_max_packets,
             ring,
+            probes,
             uprobes,
         } => {
             // Validate input before attaching anything.
@@ -203,6 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 duration,
                 timeout,
                 ring_bytes: ring.ring_mib << 20,
+                probes: probes.selection(),
                 nice: ring.nice,
                 text: true,
                 json,
@@ -239,7 +272,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             duration,
             json,
             ring,
-        } => cmd_events(filter, count, duration, json, ring),
+            probes,
+        } => cmd_events(filter, count, duration, json, ring, probes),
     }
 }
 
@@ -247,6 +281,7 @@ fn cmd_probes(json: bool) -> anyhow::Result<()> {
     let session = Session::start(&SessionOptions {
         target: None,
         ring_bytes: 1 << 20,
+        probes: select::Selection::all(),
     })?;
     let report = &session.report;
     let mut out = std::io::stdout().lock();
@@ -352,12 +387,14 @@ fn cmd_events(
     duration: Option<Duration>,
     json: bool,
     ring: RingArgs,
+    probes: ProbeArgs,
 ) -> anyhow::Result<()> {
     // Validate input before attaching anything.
     let target = netdev::resolve(&filter.dev, filter.netns.as_deref())?;
     let mut session = Session::start(&SessionOptions {
         target: Some(target.clone()),
         ring_bytes: ring.ring_mib << 20,
+        probes: probes.selection(),
     })?;
     let methods: std::collections::HashMap<String, &'static str> =
         session.methods().into_iter().collect();

@@ -87,6 +87,8 @@ pub struct SessionOptions {
     pub target: Option<Target>,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
+    /// Which kernel probe points to attach (`--probes`, `--skip-probes`).
+    pub probes: crate::select::Selection,
 }
 
 pub struct Session {
@@ -163,15 +165,16 @@ impl Session {
         let started = Instant::now();
         let mut points = Vec::new();
         let mut fentry_blocked: Option<String> = None;
+        let sel = &opts.probes;
         let mut tp_needed: BTreeSet<u16> = catalog::TRACEPOINTS
             .iter()
-            .filter(|t| t.always)
+            .filter(|t| sel.tracepoint(t))
             .map(|t| t.id)
             .collect();
         let mut fallbacks: Vec<(usize, u16)> = Vec::new();
 
-        for f in catalog::FUNCTIONS {
-            let r = attach_function(
+        for f in catalog::FUNCTIONS.iter().filter(|f| sel.function(f)) {
+            let mut r = attach_function(
                 &mut ebpf,
                 f,
                 &caps,
@@ -182,9 +185,17 @@ impl Session {
             );
             if r.method.is_none()
                 && let Some(fb) = f.fallback
+                && let Some(tp) = catalog::tracepoint(fb)
             {
-                tp_needed.insert(fb);
-                fallbacks.push((points.len(), fb));
+                if sel.fallback(tp) {
+                    tp_needed.insert(fb);
+                    fallbacks.push((points.len(), fb));
+                } else {
+                    r.skipped.push(Skipped {
+                        method: "tracepoint",
+                        reason: format!("{} is skipped (--skip-probes)", tp.full_name()),
+                    });
+                }
             }
             points.push(r);
         }
