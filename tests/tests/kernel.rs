@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use tests::skbtrace::bin;
 use tests::tracer::{json_lines, run, skbtrace_prog_ids, start};
 use tests::{Bridge, BridgedNs, NetNs, TwoNs, Veth, require_root};
 
@@ -836,8 +835,7 @@ fn follow_probes_and_skip_probes_choose_the_points() {
     let (recs, stderr) = follow_records(&args, ping);
     assert_eq!(attached_points(&stderr), 3, "{stderr}");
     let kept = ["net:netif_receive_skb", "skb:kfree_skb", "skb:consume_skb"];
-    let timelines: Vec<&Value> = recs.iter().filter(|r| r["type"] == "timeline").collect();
-    for t in &timelines {
+    for t in timelines_matching(&recs, "") {
         assert!(
             hops(t)
                 .iter()
@@ -870,7 +868,7 @@ fn follow_probes_and_skip_probes_choose_the_points() {
     let mut args = dev.to_vec();
     args.extend(["--skip-probes", "net:net_dev_*"]);
     let (recs, _) = follow_records(&args, ping);
-    let timelines: Vec<&Value> = recs.iter().filter(|r| r["type"] == "timeline").collect();
+    let timelines = timelines_matching(&recs, "");
     assert!(!timelines.is_empty(), "{recs:#?}");
     for t in &timelines {
         assert!(
@@ -884,15 +882,12 @@ fn follow_probes_and_skip_probes_choose_the_points() {
     assert_eq!(timelines_matching(&recs, &replies).len(), 3, "{recs:#?}");
 
     // A name that is no probe point is a usage error, before anything is attached.
-    let out = std::process::Command::new(bin("skbtrace"))
-        .args(["follow", "--dev", "lo", "--probes", "veth_xmitt"])
-        .output()
-        .expect("run skbtrace");
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let f = run(&["follow", "--dev", "lo", "--probes", "veth_xmitt"]);
+    assert_eq!(f.status.code(), Some(2), "{}", f.stderr);
     assert!(
-        err.contains("matches no probe point") && err.contains("veth_xmit,"),
-        "{err}"
+        f.stderr.contains("matches no probe point") && f.stderr.contains("veth_xmit,"),
+        "{}",
+        f.stderr
     );
 }
 

@@ -23,8 +23,10 @@ fn tp_names(t: &TracePoint) -> [String; 2] {
     [t.full_name(), t.name.to_string()]
 }
 
-fn any_match(globs: &[String], names: &[String]) -> bool {
-    globs.iter().any(|g| names.iter().any(|n| glob_match(g, n)))
+fn any_match(globs: &[impl AsRef<str>], names: &[impl AsRef<str>]) -> bool {
+    globs
+        .iter()
+        .any(|g| names.iter().any(|n| glob_match(g.as_ref(), n.as_ref())))
 }
 
 impl Selection {
@@ -35,7 +37,7 @@ impl Selection {
 
     /// Whether to attach this function point (by fentry or kprobe).
     pub fn function(&self, f: &FuncPoint) -> bool {
-        let names = [f.func.to_string()];
+        let names = [f.func];
         (self.only.is_empty() || any_match(&self.only, &names)) && !any_match(&self.skip, &names)
     }
 
@@ -64,9 +66,7 @@ pub fn point_names() -> Vec<String> {
 
 fn matches_some_point(glob: &str) -> bool {
     FUNCTIONS.iter().any(|f| glob_match(glob, f.func))
-        || TRACEPOINTS
-            .iter()
-            .any(|t| tp_names(t).iter().any(|n| glob_match(glob, n)))
+        || TRACEPOINTS.iter().any(|t| any_match(&[glob], &tp_names(t)))
 }
 
 fn check_glob(s: &str) -> Result<String, String> {
@@ -94,7 +94,7 @@ pub fn parse_skip(s: &str) -> Result<String, String> {
     let g = check_glob(s)?;
     if let Some(t) = TRACEPOINTS
         .iter()
-        .find(|t| t.always && tp_names(t).iter().any(|n| glob_match(&g, n)))
+        .find(|t| t.always && any_match(&[&g], &tp_names(t)))
     {
         return Err(format!(
             "{g:?} would skip {}, where packets end: timelines complete there, so it stays attached",
