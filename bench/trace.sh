@@ -11,8 +11,10 @@
 #   ONLY=1 (or 2, 3) runs one section; ROUNDS=N repeats section 1 N times
 #   (untraced, traced, traced with two points, untraced each round; the
 #   ratios use the untraced runs on both sides of the traced ones).
+#   FOLLOW_ARGS="--nice 0" adds options to every traced run.
 set -euo pipefail
 ONLY=${ONLY:-}
+FOLLOW_ARGS=${FOLLOW_ARGS:-}
 ROUNDS=${ROUNDS:-1}
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -44,7 +46,8 @@ tcp_gbps() {
 }
 start_follow() { # start_follow JSONFILE [follow options]
     local out=$1; shift
-    "$SKB" follow --dev "$A" --netns "$NS1" --json "$out" "$@" >/dev/null 2>"$TMP/follow.err" &
+    # shellcheck disable=SC2086 # FOLLOW_ARGS is a list of options
+    "$SKB" follow --dev "$A" --netns "$NS1" --json "$out" $FOLLOW_ARGS "$@" >/dev/null 2>"$TMP/follow.err" &
     SKB_PID=$!
     for _ in $(seq 100); do grep -q "following packets" "$TMP/follow.err" && return; sleep 0.1; done
     echo "skbtrace did not start:"; cat "$TMP/follow.err"; exit 1

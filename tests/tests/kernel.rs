@@ -561,25 +561,37 @@ fn thread_nices(pid: u32) -> Vec<i64> {
         .collect()
 }
 
+/// Nice value of thread `tid` of process `pid`.
+fn thread_nice(pid: u32, tid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
+}
+
 #[test]
 fn event_reader_runs_at_the_nice_value_asked() {
     if !require_root("event_reader_runs_at_the_nice_value_asked") {
         return;
     }
-    // Default -10: the reader keeps up when the traced workload fills every CPU.
-    for (args, want) in [
-        (vec!["follow", "--dev", "lo"], -10),
-        (vec!["events", "--dev", "lo", "--nice", "5"], 5),
+    // The reader is the main thread. Default `auto`: in the background
+    // (19) while it keeps up, and a monitor thread at -10 to raise it.
+    for (args, want, monitor) in [
+        (vec!["follow", "--dev", "lo"], 19, true),
+        (vec!["events", "--dev", "lo", "--nice", "5"], 5, false),
     ] {
         let mut t = start(&args, READY, ready_timeout());
         // The reader sets its nice value as it starts draining, just after
         // the ready line.
         let pid = t.pid();
-        let nices = tests::poll_until(
+        let reader = tests::poll_until(
             Duration::from_secs(1),
-            || thread_nices(pid),
-            |n| n.contains(&want),
+            || thread_nice(pid, pid),
+            |n| *n == Some(want),
         );
+        let nices = thread_nices(pid);
         let f = t.stop(Signal::SIGINT);
         assert!(
             f.status.success(),
@@ -587,11 +599,69 @@ fn event_reader_runs_at_the_nice_value_asked() {
             f.status,
             f.stderr
         );
-        assert!(
-            nices.contains(&want),
-            "{args:?}: one thread (the reader) runs at nice {want}; threads: {nices:?}"
+        assert_eq!(
+            reader,
+            Some(want),
+            "{args:?}: the reader runs at nice {want}; threads: {nices:?}"
+        );
+        assert_eq!(
+            nices.contains(&-10),
+            monitor,
+            "{args:?}: a monitor thread at nice -10 only for auto; threads: {nices:?}"
         );
     }
+}
+
+#[test]
+fn auto_nice_raises_the_reader_while_the_ring_fills() {
+    if !require_root("auto_nice_raises_the_reader_while_the_ring_fills") {
+        return;
+    }
+    let topo = TwoNs::new("224.0");
+    let mut t = start(
+        &[
+            "follow",
+            "--json",
+            "/dev/null",
+            "--dev",
+            &topo.veth.a,
+            "--netns",
+            &topo.ns1.name,
+        ],
+        READY,
+        ready_timeout(),
+    );
+    let pid = t.pid();
+    let idle = tests::poll_until(
+        Duration::from_secs(1),
+        || thread_nice(pid, pid),
+        |n| *n == Some(19),
+    );
+    assert_eq!(idle, Some(19), "the reader starts in the background");
+    // Stopped, skbtrace reads nothing while the programs write: 5,000
+    // flooded pings make ~40,000 events, ~10 MB of the 16 MiB ring. Once
+    // resumed, the reader takes tens of ms to read them; the monitor looks
+    // every 5 ms and raises it while a quarter of the ring waits.
+    let p = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(p, Signal::SIGSTOP).expect("SIGSTOP skbtrace");
+    topo.ns1
+        .run("ping", &["-f", "-c", "5000", "-W", "1", &topo.ip2]);
+    nix::sys::signal::kill(p, Signal::SIGCONT).expect("SIGCONT skbtrace");
+    let raised = tests::poll_until(
+        Duration::from_secs(2),
+        || thread_nice(pid, pid),
+        |n| *n == Some(-10),
+    );
+    // Caught up, it goes back to the background after a second.
+    let back = tests::poll_until(
+        Duration::from_secs(5),
+        || thread_nice(pid, pid),
+        |n| *n == Some(19),
+    );
+    let f = t.stop(Signal::SIGINT);
+    assert!(f.status.success(), "exit {}\n{}", f.status, f.stderr);
+    assert_eq!(raised, Some(-10), "raised while behind:\n{}", f.stderr);
+    assert_eq!(back, Some(19), "back in the background once caught up");
 }
 
 // ---- skbtrace follow: per-packet timelines (scenarios of the timelines issue) ----

@@ -18,7 +18,7 @@ use timeline::{Correlator, CorrelatorConfig, Summary, Timeline};
 
 use crate::netdev::Target;
 use crate::session::{Session, SessionOptions, mono_to_realtime_ns};
-use crate::source::{Stop, drain};
+use crate::source::{ReaderNice, Stop, drain};
 
 pub struct FollowOptions {
     pub target: Target,
@@ -30,8 +30,8 @@ pub struct FollowOptions {
     pub ring_bytes: u32,
     /// Which kernel probe points to attach.
     pub probes: crate::select::Selection,
-    /// Nice value of the thread that drains the ring (see `source::drain`).
-    pub nice: i32,
+    /// Priority of the thread that drains the ring (see `source::AutoNice`).
+    pub nice: ReaderNice,
     /// Print the text waterfall to stdout.
     pub text: bool,
     /// `-` for stdout.
@@ -242,6 +242,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
     let mut last_events = 0u64;
     let stop = crate::runtime()?.block_on(drain(
         ring,
+        u64::from(opts.ring_bytes),
         opts.duration,
         Duration::from_millis(100),
         opts.nice,

@@ -17,7 +17,7 @@ use tracer::follow::{FollowOptions, follow};
 use tracer::netdev;
 use tracer::select;
 use tracer::session::{AttachReport, Session, SessionOptions};
-use tracer::source::{Stop, drain};
+use tracer::source::{ReaderNice, Stop, drain};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -175,12 +175,12 @@ struct RingArgs {
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
     ring_mib: u32,
-    /// Nice value of the thread that reads events (-20..19). Below the
-    /// traced workload's (0), so the reader keeps up when the workload fills
-    /// every CPU instead of losing events; 0 treats them alike.
-    #[arg(long, default_value_t = -10, allow_negative_numbers = true,
-          value_parser = clap::value_parser!(i32).range(-20..=19))]
-    nice: i32,
+    /// Priority of the thread that reads events: `auto` runs it in the
+    /// background (nice 19) while it keeps up and raises it to -10 (above
+    /// the traced workload's usual 0) while it falls behind; a number
+    /// (-20..19) fixes it.
+    #[arg(long, default_value = "auto", allow_negative_numbers = true)]
+    nice: ReaderNice,
 }
 
 fn parse_ring_mib(s: &str) -> Result<u32, String> {
@@ -251,7 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let r = follow(base)?;
                 if r.summary.lost_events > 0 {
                     eprintln!(
-                        "skbtrace: {} events were lost: the ring buffer was full (their packets say lost_events). A larger --ring-mib absorbs longer bursts; a reader short of CPU keeps up at a lower --nice (e.g. -15)",
+                        "skbtrace: {} events were lost: the ring buffer was full (their packets say lost_events). A larger --ring-mib absorbs longer bursts; a reader short of CPU keeps up at a fixed --nice (e.g. -15)",
                         r.summary.lost_events
                     );
                 }
@@ -398,7 +398,7 @@ fn cmd_events(
     })?;
     let methods: std::collections::HashMap<String, &'static str> =
         session.methods().into_iter().collect();
-    let nice = ring.nice;
+    let (nice, ring_bytes) = (ring.nice, u64::from(ring.ring_mib) << 20);
     let ring = session.take_ring()?;
     let session_drop_reasons = session.drop_reasons.clone();
     eprintln!(
@@ -430,6 +430,7 @@ fn cmd_events(
     let mut bad = 0u64;
     let stop = tracer::runtime()?.block_on(drain(
         ring,
+        ring_bytes,
         duration,
         Duration::from_millis(200),
         nice,
