@@ -586,12 +586,12 @@ fn event_reader_runs_at_the_nice_value_asked() {
         // The reader sets its nice value as it starts draining, just after
         // the ready line.
         let pid = t.pid();
-        let reader = tests::poll_until(
+        // The monitor thread sets its own priority as it starts.
+        let (reader, nices) = tests::poll_until(
             Duration::from_secs(1),
-            || thread_nice(pid, pid),
-            |n| *n == Some(want),
+            || (thread_nice(pid, pid), thread_nices(pid)),
+            |(r, n)| *r == Some(want) && n.contains(&-10) == monitor,
         );
-        let nices = thread_nices(pid);
         let f = t.stop(Signal::SIGINT);
         assert!(
             f.status.success(),

@@ -114,18 +114,42 @@ pub(crate) fn read<T: Copy>(addr: u64) -> T {
     }
 }
 
-/// Leaves `v` unchanged, but rewritten in place by a helper, so the
-/// verifier knows nothing of it afterwards. Placed between the stages of
-/// `on_skb`, it lets the paths of one stage (header layouts, protocols:
-/// each a different set of known values) meet as one state before the next
-/// stage, instead of multiplying with its paths. Kernel 6.1 walked
-/// 550k-770k instructions per program without this (4 s each under qemu,
-/// minutes for the larger ones); its state pruning is much weaker than 6.18's.
+/// Per-CPU scratch that `forget` passes values through.
+#[map]
+static SCRATCH: PerCpuArray<[u64; 16]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Leaves `v` unchanged, but passed through map memory, so the verifier
+/// knows nothing of it afterwards (it tracks values stored on the stack,
+/// not in maps). Placed between the stages of `on_skb`, it lets the paths
+/// of one stage (header layouts, protocols: each a different set of known
+/// values) meet as one state before the next stage, instead of multiplying
+/// with its paths. Kernel 6.1 walked 550k-770k instructions per program
+/// without this (4 s each under qemu, minutes for the larger ones); its
+/// state pruning is much weaker than 6.18's. A store and a load cost less
+/// than the helper call that did this before (copying `v` onto itself with
+/// bpf_probe_read_kernel). False, and `v` untouched, only if the per-CPU
+/// slot is missing, which does not happen; the caller then emits nothing,
+/// so no path with `v` still known goes on.
 #[inline(always)]
-fn forget<T: Copy>(v: &mut T) {
-    let p = (v as *mut T).cast::<c_void>();
-    // SAFETY: copies the value onto itself.
-    unsafe { generated::bpf_probe_read_kernel(p, size_of::<T>() as u32, p) };
+fn forget<T: Copy>(v: &mut T) -> bool {
+    const { assert!(size_of::<T>() % 8 == 0 && size_of::<T>() <= size_of::<[u64; 16]>()) };
+    let Some(p) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // Word by word, in place: a copy of the whole T would be one more T on
+    // the 512-byte stack.
+    let (v, p) = ((v as *mut T).cast::<u64>(), p.cast::<u64>());
+    for i in 0..size_of::<T>() / 8 {
+        // SAFETY: T spans size_of::<T>() / 8 words (checked above) and the
+        // per-CPU slot is larger; only this CPU uses it while the program
+        // runs (no preemption inside it).
+        unsafe { core::ptr::write_volatile(p.add(i), *v.add(i)) };
+    }
+    for i in 0..size_of::<T>() / 8 {
+        // SAFETY: as above.
+        unsafe { *v.add(i) = core::ptr::read_volatile(p.add(i)) };
+    }
+    true
 }
 
 const NO_HEADER: u16 = 0xffff;
@@ -374,7 +398,9 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
         return;
     }
     let mut s = locate::<BTF>(skb);
-    forget(&mut s);
+    if !forget(&mut s) {
+        return;
+    }
 
     let mut fp = compute_fingerprint(s.l3, s.ethertype, s.lin_end);
     // Only the points where an AF_PACKET TX-ring skb is first seen (the
@@ -398,12 +424,18 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
     } else if extra & flags::END != 0 {
         uprobe::forget_tx(skb);
     }
-    forget(&mut fp);
+    if !forget(&mut fp) {
+        return;
+    }
 
-    let Some(mut fl) = follow(fp, &s, extra) else {
+    let Some(fl) = follow(fp, &s, extra) else {
         return;
     };
-    forget(&mut fl);
+    let mut fl = fl as u64;
+    if !forget(&mut fl) {
+        return;
+    }
+    let fl = fl as u8;
 
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(probe, |s| s.lost += 1);
