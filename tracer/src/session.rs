@@ -110,6 +110,10 @@ pub fn error_line(e: &dyn std::error::Error) -> String {
         s.push_str(&c.to_string());
         src = c.source();
     }
+    if s.len() > 400 {
+        // The whole verifier log, for RUST_LOG=debug.
+        log::debug!("{s}");
+    }
     let s = s.replace('\n', " ");
     const HEAD: usize = 160;
     const TAIL: usize = 240;
@@ -233,8 +237,10 @@ impl Session {
             total_attach_ms: started.elapsed().as_millis() as u64,
         };
         if report.attached() == 0 {
+            // Say why here: `skbtrace probes` needs a point to attach too.
             bail!(
-                "no probe point could be attached on this kernel; run `skbtrace probes` to see why"
+                "no probe point could be attached on this kernel. Reasons given:\n  {}",
+                nothing_attached_why(&report.points).join("\n  ")
             );
         }
         Ok(Session {
@@ -508,6 +514,24 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tp: &TracePoint, btf: &Btf) -> PointReport
     r
 }
 
+/// The distinct reasons the points give for not attaching (at most 6):
+/// each method's refusal, not the stand-ins' echo of a tracepoint's.
+fn nothing_attached_why(points: &[PointReport]) -> Vec<String> {
+    let mut why: Vec<String> = Vec::new();
+    for sk in points
+        .iter()
+        .flat_map(|p| &p.skipped)
+        .filter(|s| !s.reason.ends_with("either"))
+    {
+        let line = format!("{}: {}", sk.method, sk.reason);
+        if !why.contains(&line) {
+            why.push(line);
+        }
+    }
+    why.truncate(6);
+    why
+}
+
 /// Offset to add to bpf_ktime_get_ns (CLOCK_MONOTONIC) for CLOCK_REALTIME.
 pub fn mono_to_realtime_ns() -> i128 {
     use nix::time::{ClockId, clock_gettime};
@@ -527,7 +551,59 @@ pub fn mono_to_realtime_ns() -> i128 {
 
 #[cfg(test)]
 mod tests {
-    use super::error_line;
+    use super::{PointReport, Skipped, error_line, nothing_attached_why};
+
+    fn point(name: &str, skipped: &[(&'static str, &str)]) -> PointReport {
+        PointReport {
+            point: name.into(),
+            symbol: None,
+            module: None,
+            method: None,
+            via: None,
+            attach_us: 0,
+            verified_insns: None,
+            skipped: skipped
+                .iter()
+                .map(|&(method, reason)| Skipped {
+                    method,
+                    reason: reason.into(),
+                })
+                .collect(),
+            about: "",
+        }
+    }
+
+    #[test]
+    fn nothing_attached_names_each_refusal_once_and_not_the_echoes() {
+        let kp = ("kprobe", "CONFIG_KPROBES is off");
+        let points = [
+            point(
+                "veth_xmit",
+                &[
+                    kp,
+                    (
+                        "tracepoint",
+                        "net:net_dev_start_xmit could not be attached either",
+                    ),
+                ],
+            ),
+            point("netif_rx", &[kp]),
+            point(
+                "net:netif_rx",
+                &[(
+                    "tp_btf",
+                    "Verifier output: R9 max value is outside of the allowed memory range",
+                )],
+            ),
+        ];
+        assert_eq!(
+            nothing_attached_why(&points),
+            [
+                "kprobe: CONFIG_KPROBES is off",
+                "tp_btf: Verifier output: R9 max value is outside of the allowed memory range",
+            ]
+        );
+    }
 
     #[test]
     fn a_long_verifier_log_keeps_its_start_and_its_verdict() {
