@@ -118,6 +118,22 @@ pub(crate) fn read<T: Copy>(addr: u64) -> T {
 #[map]
 static SCRATCH: PerCpuArray<[u64; 16]> = PerCpuArray::with_max_entries(1, 0);
 
+/// The bytes of the skb at hand, from its capture start: one helper read
+/// per event gives the Ethernet type, the fingerprint's headers and the
+/// event's data (three reads before).
+#[map]
+static PKT: PerCpuArray<[u8; CAPTURE_LEN]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Reads CAPTURE_LEN bytes at `addr` into PKT: true when they were read
+/// (the helper zero-fills them when the address faults).
+#[inline(always)]
+fn read_pkt(buf: *mut [u8; CAPTURE_LEN], addr: u64) -> bool {
+    // SAFETY: `buf` is this CPU's PKT slot, CAPTURE_LEN bytes long.
+    unsafe {
+        generated::bpf_probe_read_kernel(buf.cast(), CAPTURE_LEN as u32, addr as *const c_void) == 0
+    }
+}
+
 /// Leaves `v` unchanged, but passed through map memory, so the verifier
 /// knows nothing of it afterwards (it tracks values stored on the stack,
 /// not in maps). Placed between the stages of `on_skb`, it lets the paths
@@ -192,6 +208,10 @@ struct Skb {
     netns: u32,
     ethertype: u32,
     l2: u32,
+    /// Where the L3 header starts in PKT (0, 14 or 18).
+    l3_off: u32,
+    /// PKT holds the bytes from `start`.
+    cap_ok: u32,
 }
 
 /// One sk_buff (or net_device, net) field at `off`. With `BTF`, `base`
@@ -215,7 +235,7 @@ fn field<T: Copy, const BTF: bool>(base: u64, off: u32) -> T {
 /// Device, namespace and header positions of an skb. Reads through a null
 /// `dev` or `nd_net` fault and give 0, so they need no branch.
 #[inline(always)]
-fn locate<const BTF: bool>(skb: u64) -> Skb {
+fn locate<const BTF: bool>(skb: u64) -> Option<Skb> {
     let dev: u64 = field::<_, BTF>(skb, cfg!(offsets.skb_dev));
     let net: u64 = field::<_, BTF>(dev, cfg!(offsets.dev_nd_net));
     let netns: u32 = field::<_, BTF>(net, cfg!(offsets.net_ns_inum));
@@ -266,7 +286,11 @@ fn locate<const BTF: bool>(skb: u64) -> Skb {
     } else {
         head
     };
-    let eth_type = u16::from_be(read::<u16>(eth + 12));
+    let buf = PKT.get_ptr_mut(0)?;
+    let eth_ok = read_pkt(buf, eth);
+    // SAFETY: this CPU's PKT slot, just written.
+    let b = unsafe { &*buf };
+    let eth_type = u16::from_be_bytes([b[12], b[13]]);
     let vlan = eth_type == 0x8100 || eth_type == 0x88a8;
     // The Ethernet header is trusted when the network header lies after it,
     // or, when both point at the same place (packet_snd builds skbs so,
@@ -274,19 +298,26 @@ fn locate<const BTF: bool>(skb: u64) -> Skb {
     // ethertype agrees with skb->protocol.
     let l2 = mac != NO_HEADER
         && (nh == NO_HEADER || nh >= mac.wrapping_add(14) || eth_type == proto || vlan);
-    let (l3, ethertype, start) = if !l2 {
+    let (l3, ethertype, start, l3_off, cap_ok) = if !l2 {
         let l3 = if nh != NO_HEADER {
             head + nh as u64
         } else {
             data
         };
-        (l3, proto, l3)
+        // The capture starts at L3: read again from there.
+        (l3, proto, l3, 0, read_pkt(buf, l3))
     } else if vlan {
-        (eth + 18, u16::from_be(read::<u16>(eth + 16)), eth)
+        (
+            eth + 18,
+            u16::from_be_bytes([b[16], b[17]]),
+            eth,
+            18,
+            eth_ok,
+        )
     } else {
-        (eth + 14, eth_type, eth)
+        (eth + 14, eth_type, eth, 14, eth_ok)
     };
-    Skb {
+    Some(Skb {
         addr: skb,
         dev,
         head,
@@ -300,7 +331,9 @@ fn locate<const BTF: bool>(skb: u64) -> Skb {
         netns,
         ethertype: ethertype as u32,
         l2: l2 as u32,
-    }
+        l3_off,
+        cap_ok: cap_ok as u32,
+    })
 }
 
 /// Two sk_buff fields of one type at offsets `a` and `b`: one read when `b`
@@ -326,61 +359,78 @@ fn l4_needed(proto: u8) -> u64 {
     }
 }
 
-/// The packet's fingerprint, 0 when it is not IP or its headers are not
-/// all in the linear data (see `Skb::lin_end`). A failed read gives zeros,
-/// which fail the version check.
 #[inline(always)]
-fn compute_fingerprint(l3: u64, ethertype: u32, lin_end: u64) -> u64 {
-    match ethertype {
+fn be32(b: &[u8; CAPTURE_LEN], i: usize) -> u32 {
+    match b.get(i..i + 4) {
+        Some(&[x0, x1, x2, x3]) => u32::from_be_bytes([x0, x1, x2, x3]),
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+fn l4_bytes(b: &[u8; CAPTURE_LEN], i: usize) -> [u8; 16] {
+    match b.get(i..i + 16) {
+        Some(w) => {
+            let mut out = [0u8; 16];
+            out.copy_from_slice(w);
+            out
+        }
+        None => [0; 16],
+    }
+}
+
+/// The packet's fingerprint from its headers in PKT (`s.l3_off` on), 0
+/// when it is not IP, was not read, or its headers are not all in the
+/// linear data (see `Skb::lin_end`).
+#[inline(always)]
+fn compute_fingerprint(s: &Skb) -> u64 {
+    let Some(buf) = PKT.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's PKT slot, written by `locate`.
+    let b = unsafe { &*buf };
+    // Always 0, 14 or 18; the bound is for the verifier.
+    let off = s.l3_off as usize;
+    if s.cap_ok == 0 || off > 18 {
+        return 0;
+    }
+    match s.ethertype {
         0x0800 => {
-            // The header and, when it has no options (the usual case), the
-            // L4 words after it, in one helper call. The skb head buffer
-            // continues past the linear data (skb_shared_info), so reading
-            // 36 bytes does not fault where 20 would not.
-            let b: [u8; 36] = read(l3);
-            let ip: [u8; 20] = match b.first_chunk() {
-                Some(ip) => *ip,
-                None => return 0,
-            };
-            if ip[0] >> 4 != 4 {
+            let v = b[off];
+            if v >> 4 != 4 {
                 return 0;
             }
-            let ihl = ((ip[0] & 0xf) as u64) * 4;
-            let proto = ip[9];
-            if l3 + ihl + l4_needed(proto) > lin_end || ihl < 20 {
+            // Loaded again, volatile: from `v` LLVM knows the version
+            // nibble and masks the length with 0xfc, which the verifier
+            // cannot bound below 252; this way the mask is 0x3c.
+            // SAFETY: in bounds (off <= 18).
+            let ihl = ((unsafe { core::ptr::read_volatile(&b[off]) } & 0xf) as usize) * 4;
+            let proto = b[off + 9];
+            if s.l3 + (ihl as u64) + l4_needed(proto) > s.lin_end || ihl < 20 {
                 return 0;
             }
-            let l4: [u8; 16] = match b.last_chunk() {
-                Some(l4) if ihl == 20 => *l4,
-                _ => read(l3 + ihl),
-            };
             fingerprint::ipv4(
-                u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
-                u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
+                be32(b, off + 12),
+                be32(b, off + 16),
                 proto,
-                u16::from_be_bytes([ip[4], ip[5]]),
-                u16::from_be_bytes([ip[2], ip[3]]),
-                fingerprint::l4_words(proto, &l4),
+                u16::from_be_bytes([b[off + 4], b[off + 5]]),
+                u16::from_be_bytes([b[off + 2], b[off + 3]]),
+                fingerprint::l4_words(proto, &l4_bytes(b, off + ihl)),
             )
         }
         0x86dd => {
-            // The fixed header and the L4 words after it, in one call.
-            let b: [u8; 56] = read(l3);
-            let (Some(ip), Some(l4)) = (b.first_chunk::<40>(), b.last_chunk::<16>()) else {
-                return 0;
-            };
-            if ip[0] >> 4 != 6 || l3 + 40 + l4_needed(ip[6]) > lin_end {
+            let next = b[off + 6];
+            if b[off] >> 4 != 6 || s.l3 + 40 + l4_needed(next) > s.lin_end {
                 return 0;
             }
-            let w = |i: usize| u32::from_be_bytes([ip[i], ip[i + 1], ip[i + 2], ip[i + 3]]);
-            let next = ip[6];
+            let w = |i: usize| be32(b, off + i);
             fingerprint::ipv6(
                 [w(8), w(12), w(16), w(20)],
                 [w(24), w(28), w(32), w(36)],
                 w(0),
                 next,
-                u16::from_be_bytes([ip[4], ip[5]]),
-                fingerprint::l4_words(next, l4),
+                u16::from_be_bytes([b[off + 4], b[off + 5]]),
+                fingerprint::l4_words(next, &l4_bytes(b, off + 40)),
             )
         }
         _ => 0,
@@ -397,12 +447,14 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
     if skb == 0 {
         return;
     }
-    let mut s = locate::<BTF>(skb);
+    let Some(mut s) = locate::<BTF>(skb) else {
+        return;
+    };
     if !forget(&mut s) {
         return;
     }
 
-    let mut fp = compute_fingerprint(s.l3, s.ethertype, s.lin_end);
+    let mut fp = compute_fingerprint(&s);
     // Only the points where an AF_PACKET TX-ring skb is first seen (the
     // probe id is a constant per program, so the others lose this code).
     let tx_ring_point = matches!(
@@ -481,21 +533,26 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
             );
         }
         // Bytes from the capture start to the end of the linear data (past
-        // it the head buffer holds stale bytes); a fixed-size read keeps the
-        // verifier happy and stays inside the skb head allocation
-        // (skb_shared_info follows the data).
+        // it the head buffer holds stale bytes), copied from PKT, where
+        // `locate` read them.
         let avail = s.lin_end.saturating_sub(s.start);
         let cap = if avail > CAPTURE_LEN as u64 {
             CAPTURE_LEN as u16
         } else {
             avail as u16
         };
-        let r = generated::bpf_probe_read_kernel(
-            (&raw mut (*ev).data).cast(),
-            CAPTURE_LEN as u32,
-            s.start as *const c_void,
-        );
-        (*ev).cap_len = if r == 0 { cap } else { 0 };
+        // (Zeros when the read failed: the helper zero-fills.)
+        (*ev).cap_len = 0;
+        if let Some(buf) = PKT.get_ptr(0) {
+            let (src, dst) = (buf.cast::<u64>(), (&raw mut (*ev).data).cast::<u64>());
+            for i in 0..CAPTURE_LEN / 8 {
+                dst.add(i)
+                    .write_unaligned(core::ptr::read_unaligned(src.add(i)));
+            }
+            if s.cap_ok != 0 {
+                (*ev).cap_len = cap;
+            }
+        }
     }
     entry.submit(wakeup_flags());
     bump(probe, |s| s.emitted += 1);
