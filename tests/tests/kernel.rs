@@ -547,28 +547,46 @@ exit $status
     );
 }
 
-/// Nice values of the threads of `pid` (field 19 of /proc/PID/task/TID/stat).
-fn thread_nices(pid: u32) -> Vec<i64> {
-    let dir = format!("/proc/{pid}/task");
-    std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e}"))
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
-        .filter_map(|stat| {
-            // Fields after the parenthesised comm, which may hold spaces.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            rest.split_whitespace().nth(16)?.parse().ok()
-        })
-        .collect()
-}
-
-/// Nice value of thread `tid` of process `pid`.
-fn thread_nice(pid: u32, tid: u32) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+/// The nice value in a /proc/PID/task/TID/stat line (field 19).
+fn stat_nice(stat: &str) -> Option<i64> {
+    // Fields after the parenthesised comm, which may hold spaces.
     stat[stat.rfind(')')? + 2..]
         .split_whitespace()
         .nth(16)?
         .parse()
         .ok()
+}
+
+/// Nice values of the threads of `pid`.
+fn thread_nices(pid: u32) -> Vec<i64> {
+    let dir = format!("/proc/{pid}/task");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| stat_nice(&stat))
+        .collect()
+}
+
+/// Nice value of the event reader: the main thread of `pid`.
+fn reader_nice_now(pid: u32) -> Option<i64> {
+    stat_nice(&std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).ok()?)
+}
+
+/// The reader's nice value, once it is `want` or when `timeout` has passed.
+fn reader_nice(pid: u32, want: i64, timeout: Duration) -> Option<i64> {
+    tests::poll_until(timeout, || reader_nice_now(pid), |n| *n == Some(want))
+}
+
+/// Floods `count` pings from ns1 to ns2 while skbtrace (`pid`) is stopped:
+/// its programs keep writing events that nobody reads.
+fn flood_while_stopped(pid: u32, topo: &TwoNs, count: u32) {
+    let p = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(p, Signal::SIGSTOP).expect("SIGSTOP skbtrace");
+    topo.ns1.run(
+        "ping",
+        &["-f", "-c", &count.to_string(), "-W", "1", &topo.ip2],
+    );
+    nix::sys::signal::kill(p, Signal::SIGCONT).expect("SIGCONT skbtrace");
 }
 
 #[test]
@@ -589,7 +607,7 @@ fn event_reader_runs_at_the_nice_value_asked() {
         // The monitor thread sets its own priority as it starts.
         let (reader, nices) = tests::poll_until(
             Duration::from_secs(1),
-            || (thread_nice(pid, pid), thread_nices(pid)),
+            || (reader_nice_now(pid), thread_nices(pid)),
             |(r, n)| *r == Some(want) && n.contains(&-10) == monitor,
         );
         let f = t.stop(Signal::SIGINT);
@@ -632,32 +650,16 @@ fn auto_nice_raises_the_reader_while_the_ring_fills() {
         ready_timeout(),
     );
     let pid = t.pid();
-    let idle = tests::poll_until(
-        Duration::from_secs(1),
-        || thread_nice(pid, pid),
-        |n| *n == Some(19),
-    );
+    let idle = reader_nice(pid, 19, Duration::from_secs(1));
     assert_eq!(idle, Some(19), "the reader starts in the background");
     // Stopped, skbtrace reads nothing while the programs write: 5,000
     // flooded pings make ~40,000 events, ~10 MB of the 16 MiB ring. Once
     // resumed, the reader takes tens of ms to read them; the monitor looks
     // every 5 ms and raises it while a quarter of the ring waits.
-    let p = nix::unistd::Pid::from_raw(pid as i32);
-    nix::sys::signal::kill(p, Signal::SIGSTOP).expect("SIGSTOP skbtrace");
-    topo.ns1
-        .run("ping", &["-f", "-c", "5000", "-W", "1", &topo.ip2]);
-    nix::sys::signal::kill(p, Signal::SIGCONT).expect("SIGCONT skbtrace");
-    let raised = tests::poll_until(
-        Duration::from_secs(2),
-        || thread_nice(pid, pid),
-        |n| *n == Some(-10),
-    );
+    flood_while_stopped(pid, &topo, 5000);
+    let raised = reader_nice(pid, -10, Duration::from_secs(2));
     // Caught up, it goes back to the background after a second.
-    let back = tests::poll_until(
-        Duration::from_secs(5),
-        || thread_nice(pid, pid),
-        |n| *n == Some(19),
-    );
+    let back = reader_nice(pid, 19, Duration::from_secs(5));
     let f = t.stop(Signal::SIGINT);
     assert!(f.status.success(), "exit {}\n{}", f.status, f.stderr);
     assert_eq!(raised, Some(-10), "raised while behind:\n{}", f.stderr);
@@ -723,11 +725,7 @@ fn follow_reports_lost_events_when_the_ring_overflows() {
     );
     // With the reader stopped the programs keep writing until the 1 MiB
     // ring (about 4,200 events) is full: 2,000 pings make ~16,000.
-    let pid = nix::unistd::Pid::from_raw(t.pid() as i32);
-    nix::sys::signal::kill(pid, Signal::SIGSTOP).expect("SIGSTOP skbtrace");
-    topo.ns1
-        .run("ping", &["-f", "-c", "2000", "-W", "1", &topo.ip2]);
-    nix::sys::signal::kill(pid, Signal::SIGCONT).expect("SIGCONT skbtrace");
+    flood_while_stopped(t.pid(), &topo, 2000);
     std::thread::sleep(Duration::from_millis(1500));
     let f = t.stop(Signal::SIGINT);
     assert!(f.status.success(), "exit {}\n{}", f.status, f.stderr);

@@ -69,6 +69,23 @@ pub struct PointReport {
     pub about: &'static str,
 }
 
+impl PointReport {
+    /// A point not attached yet, with nothing tried.
+    fn new(point: String, about: &'static str) -> Self {
+        PointReport {
+            point,
+            symbol: None,
+            module: None,
+            method: None,
+            via: None,
+            attach_us: 0,
+            verified_insns: None,
+            skipped: vec![],
+            about,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct AttachReport {
     pub kernel: String,
@@ -305,17 +322,7 @@ fn attach_function(
     kallsyms: &Kallsyms,
     fentry_blocked: &mut Option<String>,
 ) -> PointReport {
-    let mut r = PointReport {
-        point: f.func.to_string(),
-        symbol: None,
-        module: None,
-        method: None,
-        via: None,
-        attach_us: 0,
-        verified_insns: None,
-        skipped: vec![],
-        about: f.about,
-    };
+    let mut r = PointReport::new(f.func.to_string(), f.about);
     let Some(sym) = kallsyms.resolve(f.func) else {
         let why = format!(
             "{} is not in /proc/kallsyms (not in this kernel, or its module is not loaded)",
@@ -457,17 +464,8 @@ fn load_kprobe(ebpf: &mut Ebpf, prog: &str, symbol: &str) -> Result<Option<u32>,
 }
 
 fn attach_tracepoint(ebpf: &mut Ebpf, tp: &TracePoint, btf: &Btf) -> PointReport {
-    let mut r = PointReport {
-        point: tp.full_name(),
-        symbol: Some(tp.full_name()),
-        module: None,
-        method: None,
-        via: None,
-        attach_us: 0,
-        verified_insns: None,
-        skipped: vec![],
-        about: tp.about,
-    };
+    let mut r = PointReport::new(tp.full_name(), tp.about);
+    r.symbol = Some(tp.full_name());
     r.skipped.push(Skipped {
         method: "fentry",
         reason: "a tracepoint, not a function".into(),
@@ -554,23 +552,15 @@ mod tests {
     use super::{PointReport, Skipped, error_line, nothing_attached_why};
 
     fn point(name: &str, skipped: &[(&'static str, &str)]) -> PointReport {
-        PointReport {
-            point: name.into(),
-            symbol: None,
-            module: None,
-            method: None,
-            via: None,
-            attach_us: 0,
-            verified_insns: None,
-            skipped: skipped
-                .iter()
-                .map(|&(method, reason)| Skipped {
-                    method,
-                    reason: reason.into(),
-                })
-                .collect(),
-            about: "",
-        }
+        let mut p = PointReport::new(name.into(), "");
+        p.skipped = skipped
+            .iter()
+            .map(|&(method, reason)| Skipped {
+                method,
+                reason: reason.into(),
+            })
+            .collect();
+        p
     }
 
     #[test]

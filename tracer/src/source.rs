@@ -19,19 +19,6 @@ pub enum Stop {
     Terminated,
 }
 
-/// Sets the calling thread's nice value (Linux: per thread).
-fn set_thread_nice(nice: i32) -> std::io::Result<()> {
-    // SAFETY: gettid and setpriority take plain integers and touch no memory.
-    let r = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-    };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The event reader's scheduling priority (`--nice`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReaderNice {
@@ -202,20 +189,21 @@ impl Drop for RingPositions {
     }
 }
 
-/// Sets thread `tid`'s nice value, warning once when it cannot.
-fn set_nice_or_warn(tid: libc::pid_t, nice: i32, warned: &mut bool) {
+/// Sets thread `tid`'s nice value (Linux: per thread), warning once when
+/// it cannot.
+fn set_nice_or_warn(what: &str, tid: libc::pid_t, nice: i32, warned: &mut bool) {
     // SAFETY: setpriority takes plain integers and touches no memory.
     let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
     if r != 0 {
         if !*warned {
             log::warn!(
-                "could not set the event reader's nice value to {nice} ({}); under full CPU load events may be lost",
+                "could not set the {what}'s nice value to {nice} ({}); under full CPU load events may be lost",
                 std::io::Error::last_os_error()
             );
         }
         *warned = true;
     } else {
-        log::debug!("event reader now at nice {nice}");
+        log::debug!("{what} now at nice {nice}");
     }
 }
 
@@ -235,7 +223,9 @@ fn spawn_monitor(
         .name("skbtrace-nice".into())
         .spawn(move || {
             let mut warned = false;
-            let _ = set_thread_nice(AutoNice::BOOST);
+            // SAFETY: gettid has no preconditions.
+            let me = unsafe { libc::gettid() };
+            set_nice_or_warn("ring monitor", me, AutoNice::BOOST, &mut warned);
             let mut auto = AutoNice::new(ring_bytes);
             let start = std::time::Instant::now();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -244,7 +234,7 @@ fn spawn_monitor(
                 log::trace!("{waiting} bytes waiting");
                 if let Some(n) = auto.sample(waiting, now) {
                     log::debug!("{waiting} bytes waiting: event reader to nice {n}");
-                    set_nice_or_warn(tid, n, &mut warned);
+                    set_nice_or_warn("event reader", tid, n, &mut warned);
                 }
                 std::thread::sleep(MONITOR_EVERY);
             }
@@ -274,7 +264,7 @@ fn start_priority(nice: ReaderNice, fd: std::os::fd::RawFd, ring_bytes: u64) -> 
     let tid = unsafe { libc::gettid() };
     match nice {
         ReaderNice::Fixed(n) => {
-            set_nice_or_warn(tid, n, &mut warned);
+            set_nice_or_warn("event reader", tid, n, &mut warned);
             None
         }
         ReaderNice::Auto => {
@@ -287,7 +277,7 @@ fn start_priority(nice: ReaderNice, fd: std::os::fd::RawFd, ring_bytes: u64) -> 
             });
             match started {
                 Ok(m) => {
-                    set_nice_or_warn(tid, AutoNice::IDLE, &mut warned);
+                    set_nice_or_warn("event reader", tid, AutoNice::IDLE, &mut warned);
                     Some(m)
                 }
                 Err(e) => {
@@ -296,7 +286,7 @@ fn start_priority(nice: ReaderNice, fd: std::os::fd::RawFd, ring_bytes: u64) -> 
                         "cannot watch the ring buffer's fill level ({e}); the event reader stays at nice {}",
                         AutoNice::BOOST
                     );
-                    set_nice_or_warn(tid, AutoNice::BOOST, &mut warned);
+                    set_nice_or_warn("event reader", tid, AutoNice::BOOST, &mut warned);
                     None
                 }
             }
