@@ -1145,6 +1145,65 @@ fn follow_tcp_data_reaches_the_socket() {
 }
 
 #[test]
+fn follow_bulk_tcp_gives_each_ack_its_own_timeline() {
+    if !require_root("follow_bulk_tcp_gives_each_ack_its_own_timeline") {
+        return;
+    }
+    // A bulk transfer: the sender's socket is busy, so arriving ACKs go to
+    // its backlog, which coalesces them and frees their skbs where no
+    // tracepoint fires; the slab hands the same skb and head to the next
+    // ACK. Those must not merge into one timeline (one in eight did on 6.18
+    // before the correlator compared MATCHes with the kernel's fingerprint).
+    let topo = TwoNs::new("225.0");
+    let server = format!(
+        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{}',5556))\ns.listen()\nc,_=s.accept()\nwhile c.recv(1<<20): pass\n",
+        topo.ip2
+    );
+    let mut srv = std::process::Command::new("ip")
+        .args(["netns", "exec", &topo.ns2.name, "python3", "-c", &server])
+        .spawn()
+        .expect("python3 server");
+    std::thread::sleep(Duration::from_millis(500));
+    let client = format!(
+        "import socket\nc=socket.create_connection(('{}',5556))\nb=b'x'*(1<<20)\nfor i in range(256):\n    c.sendall(b)\nc.close()\n",
+        topo.ip2
+    );
+    let (recs, _) = follow_records(&["--dev", &topo.veth.a, "--netns", &topo.ns1.name], || {
+        topo.ns1.run("python3", &["-c", &client]);
+    });
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let acks = timelines_matching(&recs, &format!("TCP {}:5556 > {}", topo.ip2, topo.ip1));
+    assert!(
+        acks.len() > 500,
+        "256 MiB sent make thousands of ACKs; got {} timelines",
+        acks.len()
+    );
+    // Between two netns over one veth pair a packet passes each point on
+    // each device once: a point seen twice on one device is two packets.
+    let merged: Vec<&&Value> = acks
+        .iter()
+        .filter(|t| {
+            let mut seen = std::collections::HashSet::new();
+            hops(t)
+                .iter()
+                .filter(|h| h["dev"] != "")
+                .any(|h| !seen.insert((h["probe"].to_string(), h["dev"].to_string())))
+        })
+        .collect();
+    assert!(
+        merged.is_empty(),
+        "{} of {} ACK timelines hold more than one packet; the first: {}",
+        merged.len(),
+        acks.len(),
+        merged[0]
+    );
+    for t in acks.iter().take(50) {
+        assert_consistent(t);
+    }
+}
+
+#[test]
 fn follow_dropped_packet_ends_at_the_drop_with_its_reason() {
     if !require_root("follow_dropped_packet_ends_at_the_drop_with_its_reason") {
         return;

@@ -13,7 +13,13 @@
 //!   *and* a different fingerprint means the old life ended unseen (lost
 //!   END): the old packet is closed as incomplete and a new one starts. (A
 //!   different head with the same fingerprint is `pskb_expand_head`: same
-//!   packet.)
+//!   packet.) So does a MATCH (the filter device saw the address) whose
+//!   fingerprint differs from the one the kernel tracked for it: the kernel
+//!   frees some skbs where no probe fires (TCP's backlog coalescing of pure
+//!   ACKs) and the slab hands skb and head to the flow's next packet. The
+//!   hops the address had with those bytes before the MATCH move to the new
+//!   packet. A fingerprint change without a MATCH is the same packet (NAT,
+//!   decapsulation).
 //! - **Fingerprint join.** An unknown skb whose non-zero fingerprint equals
 //!   that of a packet that is still open, or whose skbs all ended less than
 //!   `join_window_ns` ago, joins that packet: a packet that goes through an
@@ -125,6 +131,10 @@ struct LiveSkb {
     pkt: u64,
     head: u64,
     fp: u64,
+    /// The fingerprint the kernel keeps for this address (set where the
+    /// address was first followed or last flagged MATCH): the kernel
+    /// compares against it when it flags MATCH, so user space must too.
+    match_fp: u64,
     /// The ethertype last seen (0: unknown).
     proto: u16,
 }
@@ -266,14 +276,17 @@ impl Correlator {
         self.latest_ts = self.latest_ts.max(ev.ts_ns);
         let ends = ev.flags & flags::END != 0 || ev.probe == id::TCP_QUEUE_RCV;
 
+        let mut moved = Vec::new();
         // A live address.
         if let Some(l) = self.skbs.get(&ev.skb).copied() {
-            let new_fp = ev.fingerprint != 0 && l.fp != 0 && ev.fingerprint != l.fp;
             // The kernel flags MATCH when the filter device sees a tracked
             // address carry a different packet: its old life ended where no
             // probe looks (TCP coalescing frees skbs without a tracepoint),
             // and slab reuse may even hand out the same head.
-            let rematched = ev.flags & flags::MATCH != 0 && new_fp;
+            let rematched = ev.flags & flags::MATCH != 0
+                && ev.fingerprint != 0
+                && l.match_fp != 0
+                && ev.fingerprint != l.match_fp;
             // An address first seen without a fingerprint (headers still in
             // page fragments) that gets one once they are pulled into a new
             // head is the same packet.
@@ -309,6 +322,9 @@ impl Correlator {
                     }
                     if ev.fingerprint != 0 {
                         s.fp = ev.fingerprint;
+                        if ev.flags & flags::MATCH != 0 || s.match_fp == 0 {
+                            s.match_fp = ev.fingerprint;
+                        }
                     }
                 }
                 self.append(l.pkt, ev);
@@ -316,6 +332,11 @@ impl Correlator {
                     self.end_skb(ev.skb, ev.ts_ns, false);
                 }
                 return;
+            }
+            // Hops this address had since it began carrying these bytes,
+            // before the filter device told us: they are the new packet's.
+            if rematched {
+                self.take_hops_of(l.pkt, ev.skb, ev.fingerprint, l.match_fp, &mut moved);
             }
             // The old life ended without us seeing it.
             self.end_skb(ev.skb, ev.ts_ns, true);
@@ -361,6 +382,9 @@ impl Correlator {
             }
             None => self.new_packet(),
         };
+        for e in &moved {
+            self.append(pkt, e);
+        }
         self.append(pkt, ev);
         if ends {
             if let Some(p) = self.packets.get_mut(&pkt) {
@@ -383,6 +407,7 @@ impl Correlator {
                     pkt,
                     head: ev.head,
                     fp: ev.fingerprint,
+                    match_fp: ev.fingerprint,
                     proto: ev.protocol,
                 },
             );
@@ -393,6 +418,39 @@ impl Correlator {
                 p.live += 1;
                 p.ended_at = None;
                 p.skbs.push(ev.skb);
+            }
+        }
+    }
+
+    /// Moves out of packet `pkt` the events of address `skb` with
+    /// fingerprint `fp` that came after its last event with `tracked_fp`,
+    /// and forgets `fp` as one of the packet's fingerprints if no event
+    /// keeps it.
+    fn take_hops_of(&mut self, pkt: u64, skb: u64, fp: u64, tracked_fp: u64, out: &mut Vec<Event>) {
+        let Some(p) = self.packets.get_mut(&pkt) else {
+            return;
+        };
+        let from = p
+            .events
+            .iter()
+            .rposition(|e| e.skb == skb && e.fingerprint == tracked_fp)
+            .map_or(0, |i| i + 1);
+        let mut i = from;
+        while i < p.events.len() {
+            if p.events[i].skb == skb && p.events[i].fingerprint == fp {
+                out.push(p.events.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        p.last_ts = p.events.iter().map(|e| e.ts_ns).max().unwrap_or(p.first_ts);
+        if !p.events.iter().any(|e| e.fingerprint == fp) {
+            p.fps.retain(|&f| f != fp);
+            if self.fps.get(&fp) == Some(&pkt) {
+                self.fps.remove(&fp);
             }
         }
     }
