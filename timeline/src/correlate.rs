@@ -167,6 +167,9 @@ struct Packet {
     /// An skb's end was inferred, not seen.
     end_unseen: bool,
     lost: bool,
+    /// An event showed bytes of a protocol that is not IP (ARP): no IP
+    /// event can be a clone of this packet.
+    non_ip: bool,
     /// Addresses, heads and fingerprints this packet registered, to clean
     /// the indexes when it is emitted.
     skbs: Vec<u64>,
@@ -370,7 +373,11 @@ impl Correlator {
                     // packet can be (a netlink skb in a reused buffer).
                     is_ip(ev.protocol) || p.is_none_or(|p| p.fps.is_empty())
                 } else {
-                    p.is_none_or(|p| p.fps.is_empty() || p.fps.contains(&ev.fingerprint))
+                    // An IP event sharing the head of a non-IP packet: the
+                    // buffer was freed where no probe looks and reused.
+                    p.is_none_or(|p| {
+                        (p.fps.is_empty() && !p.non_ip) || p.fps.contains(&ev.fingerprint)
+                    })
                 }
             })
             .or_else(|| self.fp_join(ev));
@@ -482,6 +489,7 @@ impl Correlator {
                 first_ts: u64::MAX,
                 end_unseen: false,
                 lost: false,
+                non_ip: false,
                 skbs: Vec::with_capacity(2),
                 heads: Vec::with_capacity(1),
                 fps: Vec::with_capacity(1),
@@ -504,6 +512,11 @@ impl Correlator {
         }
         p.last_ts = p.last_ts.max(ev.ts_ns);
         p.first_ts = p.first_ts.min(ev.ts_ns);
+        // Read from real bytes: an event without them may report stale
+        // bytes' ethertype (an AF_PACKET TX-ring skb before its headers are
+        // linear).
+        p.non_ip |=
+            ev.fingerprint == 0 && ev.cap_len > 0 && ev.protocol != 0 && !is_ip(ev.protocol);
         // Index each fingerprint once per packet: one hash insert per
         // packet, not per event.
         if ev.fingerprint != 0 && !p.fps.contains(&ev.fingerprint) {
@@ -697,6 +710,7 @@ impl Correlator {
                 p.first_ts = u64::MAX;
                 p.end_unseen = false;
                 p.lost = false;
+                p.non_ip = false;
                 self.spare.push(p);
             }
         }

@@ -810,3 +810,41 @@ fn a_match_compares_with_what_the_kernel_tracked_not_the_last_hop() {
     );
     assert!(out[1].summary.starts_with("UDP"), "{}", out[1].summary);
 }
+
+#[test]
+fn an_ip_skb_sharing_the_head_of_an_unended_arp_packet_is_not_its_clone() {
+    // Seen on 6.1 through skbtrace-fwd: an ARP frame's free was not seen,
+    // so its head stayed "live"; the slab gave that head to a TX-ring skb
+    // (another address) carrying the ping, which joined the ARP timeline
+    // as its clone instead of the ping's.
+    let mut c = Correlator::new(cfg());
+    let arp = frame::arp(1, [2, 0, 0, 0, 0, 2], [10, 0, 1, 2], [10, 0, 1, 1]);
+    let f = ping(1);
+    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 1000, 0xa000, 0xb000, &arp));
+    c.push(&ev(id::IP_OUTPUT, fl::MATCH, 2000, 0xc000, 0xd000, &f));
+    c.push(&ev(id::TP_CONSUME_SKB, fl::END, 3000, 0xc000, 0xd000, &f));
+    // The forwarder's copy of the ping, in the ARP frame's old head.
+    c.push(&ev(id::VETH_XMIT, 0, 10 * MS, 0xe000, 0xb000, &f));
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        11 * MS,
+        0xe000,
+        0xb000,
+        &f,
+    ));
+    let out = c.finish();
+    let pings: Vec<_> = out.iter().filter(|t| t.summary.contains("ICMP")).collect();
+    assert_eq!(pings.len(), 1, "{out:#?}");
+    assert_eq!(
+        probes_of(pings[0]),
+        [
+            "ip_output",
+            "skb:consume_skb",
+            "veth_xmit",
+            "skb:consume_skb"
+        ]
+    );
+    let arps: Vec<_> = out.iter().filter(|t| t.summary.contains("ARP")).collect();
+    assert_eq!(probes_of(arps[0]), ["net:netif_rx"]);
+}
