@@ -136,6 +136,77 @@ pub fn from_l3(ethertype: u16, l3: &[u8]) -> u64 {
     }
 }
 
+/// A packet's identity split in two: `flow`, the fields NAT may rewrite
+/// (addresses, ports, ICMP id) with the protocol, and `packet`, the fields
+/// that tell packets of one flow apart and that forwarding and NAT keep
+/// (IPv4 id, TCP seq and ack, ICMP type and sequence). Not the lengths:
+/// GRO and reassembly grow a packet in place.
+///
+/// Why: the kernel frees some skbs where no tracepoint fires (TCP's
+/// backlog coalescing of pure ACKs), and the slab hands the same skb and
+/// head straight to the flow's next packet. One address whose fingerprint
+/// changes with the same `flow` and another `packet` is two packets; a
+/// change of `flow` alone is NAT, and of both, a tunnel's decapsulation or
+/// a reuse by another flow, which the bytes cannot tell apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub flow: u64,
+    pub packet: u64,
+}
+
+/// The [`Identity`] of the packet whose IP header starts `l3`; `None` when
+/// it is not IP or too short to hold its L4 header's identity fields.
+pub fn identity_from_l3(ethertype: u16, l3: &[u8]) -> Option<Identity> {
+    let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]) as u32;
+    let be32 = |b: &[u8], i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let (mut flow, mut packet, proto, l4) = match ethertype {
+        0x0800 => {
+            if l3.len() < 20 || l3[0] >> 4 != 4 {
+                return None;
+            }
+            let ihl = ((l3[0] & 0xf) as usize) * 4;
+            let flow = mix(mix(mix(FNV_OFFSET, 4), be32(l3, 12)), be32(l3, 16));
+            (flow, mix(FNV_OFFSET, be16(l3, 4)), l3[9], l3.get(ihl..)?)
+        }
+        0x86dd => {
+            if l3.len() < 40 || l3[0] >> 4 != 6 {
+                return None;
+            }
+            let mut flow = mix(FNV_OFFSET, 6);
+            for i in (8..40).step_by(4) {
+                flow = mix(flow, be32(l3, i));
+            }
+            (flow, FNV_OFFSET, l3[6], &l3[40..])
+        }
+        _ => return None,
+    };
+    flow = mix(flow, proto as u32);
+    match proto {
+        IPPROTO_TCP => {
+            if l4.len() < 12 {
+                return None;
+            }
+            flow = mix(flow, be32(l4, 0));
+            packet = mix(mix(packet, be32(l4, 4)), be32(l4, 8));
+        }
+        IPPROTO_UDP => {
+            if l4.len() < 4 {
+                return None;
+            }
+            flow = mix(flow, be32(l4, 0));
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            if l4.len() < 8 {
+                return None;
+            }
+            flow = mix(flow, be16(l4, 4));
+            packet = mix(mix(packet, be16(l4, 0)), be16(l4, 6));
+        }
+        _ => {}
+    }
+    Some(Identity { flow, packet })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +260,26 @@ mod tests {
         assert_eq!(from_l3(0x0806, &[0u8; 28]), 0);
         assert_eq!(from_l3(0x0800, &[0x45u8; 10]), 0);
         assert_eq!(from_l3(0x86dd, &[0x60u8; 20]), 0);
+    }
+
+    #[test]
+    fn identity_separates_the_flow_from_the_packet() {
+        let id = |p: &[u8]| identity_from_l3(0x0800, p).unwrap();
+        let ack1 = id(&tcp(7, 40, 1000, 5, 64));
+        // The flow's next ACK in the same buffer: same flow, other packet.
+        let ack2 = id(&tcp(8, 40, 1000, 6, 64));
+        assert_eq!(ack1.flow, ack2.flow);
+        assert_ne!(ack1.packet, ack2.packet);
+        // Forwarding (TTL) and GRO (length) keep both halves.
+        assert_eq!(id(&tcp(7, 1500, 1000, 5, 63)), ack1);
+        // NAT rewrites an address: the flow changes, the packet does not.
+        let mut natted = tcp(7, 40, 1000, 5, 64);
+        natted[12] = 192;
+        let n = id(&natted);
+        assert_ne!(n.flow, ack1.flow);
+        assert_eq!(n.packet, ack1.packet);
+        // Not IP, or too short for the TCP seq and ack: no identity.
+        assert_eq!(identity_from_l3(0x0806, &[0u8; 40]), None);
+        assert_eq!(identity_from_l3(0x0800, &tcp(7, 40, 1, 2, 64)[..28]), None);
     }
 }

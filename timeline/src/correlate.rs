@@ -18,8 +18,10 @@
 //!   frees some skbs where no probe fires (TCP's backlog coalescing of pure
 //!   ACKs) and the slab hands skb and head to the flow's next packet. The
 //!   hops the address had with those bytes before the MATCH move to the new
-//!   packet. A fingerprint change without a MATCH is the same packet (NAT,
-//!   decapsulation).
+//!   packet. Before any MATCH, a fingerprint change that keeps the flow
+//!   (addresses, ports) but not the packet (IP id, TCP seq/ack) is the
+//!   flow's next packet too ([`probes::fingerprint::Identity`]); other
+//!   changes are the same packet (NAT, decapsulation).
 //! - **Fingerprint join.** An unknown skb whose non-zero fingerprint equals
 //!   that of a packet that is still open, or whose skbs all ended less than
 //!   `join_window_ns` ago, joins that packet: a packet that goes through an
@@ -290,6 +292,15 @@ impl Correlator {
                 && ev.fingerprint != 0
                 && l.match_fp != 0
                 && ev.fingerprint != l.match_fp;
+            // The same before any MATCH: the flow's next packet in the same
+            // skb (it may reach DEV only as a copy, through an AF_PACKET
+            // forwarder, and never flag this address). NAT or
+            // decapsulation would change the flow, not only the packet.
+            let next_of_flow = !rematched
+                && ev.fingerprint != 0
+                && l.fp != 0
+                && ev.fingerprint != l.fp
+                && self.next_of_flow(&l, ev);
             // An address first seen without a fingerprint (headers still in
             // page fragments) that gets one once they are pulled into a new
             // head is the same packet.
@@ -306,6 +317,7 @@ impl Correlator {
                 l.proto != 0 && ip_now
             };
             let reused = rematched
+                || next_of_flow
                 || family_changed
                 || (ev.head != 0
                     && l.head != 0
@@ -426,6 +438,28 @@ impl Correlator {
                 p.ended_at = None;
                 p.skbs.push(ev.skb);
             }
+        }
+    }
+
+    /// Whether `ev`, for live address `l` with another fingerprint, is the
+    /// next packet of the same flow (see [`probes::fingerprint::Identity`]),
+    /// judged from the bytes of this address's last event that had them.
+    /// Runs only when an address's fingerprint changes.
+    fn next_of_flow(&self, l: &LiveSkb, ev: &Event) -> bool {
+        let Some(p) = self.packets.get(&l.pkt) else {
+            return false;
+        };
+        let Some(prev) = p
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.skb == ev.skb && e.fingerprint == l.fp && e.cap_len > 0)
+        else {
+            return false;
+        };
+        match (identity(prev), identity(ev)) {
+            (Some(a), Some(b)) => a.flow == b.flow && a.packet != b.packet,
+            _ => false,
         }
     }
 
@@ -842,6 +876,13 @@ impl Correlator {
 mod tests;
 
 mod user;
+
+/// The identity halves of an event's captured bytes.
+fn identity(e: &Event) -> Option<probes::fingerprint::Identity> {
+    let data = &e.data[..(e.cap_len as usize).min(CAPTURE_LEN)];
+    let (et, off, _) = crate::summarize::locate_l3(data, e.flags & flags::L2 != 0, e.protocol)?;
+    probes::fingerprint::identity_from_l3(et, data.get(off..)?)
+}
 
 fn is_ip(ethertype: u16) -> bool {
     ethertype == 0x0800 || ethertype == 0x86dd

@@ -848,3 +848,45 @@ fn an_ip_skb_sharing_the_head_of_an_unended_arp_packet_is_not_its_clone() {
     let arps: Vec<_> = out.iter().filter(|t| t.summary.contains("ARP")).collect();
     assert_eq!(probes_of(arps[0]), ["net:netif_rx"]);
 }
+
+#[test]
+fn the_next_ack_in_a_reused_skb_that_reaches_dev_only_as_a_copy_is_a_new_packet() {
+    // Through an AF_PACKET forwarder: the reused skb ends at the forwarder's
+    // socket and a new skb, the forwarder's copy, reaches DEV. No MATCH
+    // ever names the reused address; the bytes say it is the flow's next
+    // ACK (same addresses and ports, other IP id and ack).
+    let mut c = Correlator::new(cfg());
+    let (a1, a2) = (ack(1000, 5000), ack(1001, 70000));
+    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 1000, 0xa000, 0xb000, &a1));
+    c.push(&ev(id::TP_NETIF_RECEIVE_SKB, 0, 2000, 0xa000, 0xb000, &a1));
+    // a1 coalesced unseen; a2 is built in the same skb and head.
+    c.push(&ev(id::TP_NET_DEV_QUEUE, 0, 40_000, 0xa000, 0xb000, &a2));
+    c.push(&ev(id::PACKET_RCV, 0, 41_000, 0xa000, 0xb000, &a2));
+    c.push(&ev(
+        id::TP_KFREE_SKB,
+        fl::END | fl::DROP,
+        42_000,
+        0xa000,
+        0xb000,
+        &a2,
+    ));
+    // The forwarder's copy, a new skb, on DEV.
+    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 50_000, 0xc000, 0xd000, &a2));
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        51_000,
+        0xc000,
+        0xd000,
+        &a2,
+    ));
+    let out = c.finish();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(
+        probes_of(&out[0]),
+        ["net:netif_rx", "net:netif_receive_skb"]
+    );
+    assert!(!out[0].complete);
+    assert!(out[1].summary.contains("ack 70000"), "{}", out[1].summary);
+    assert_eq!(out[1].hops.len(), 5);
+}
