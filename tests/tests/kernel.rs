@@ -1174,9 +1174,11 @@ fn follow_bulk_tcp_gives_each_ack_its_own_timeline() {
     let _ = srv.kill();
     let _ = srv.wait();
     let acks = timelines_matching(&recs, &format!("TCP {}:5556 > {}", topo.ip2, topo.ip1));
+    // Hundreds to thousands, depending on load (ACKs cover more data when
+    // the receiver is slow): 425 in one CI run, 2,139 on an idle machine.
     assert!(
-        acks.len() > 500,
-        "256 MiB sent make thousands of ACKs; got {} timelines",
+        acks.len() > 100,
+        "256 MiB sent make hundreds of ACKs at least; got {} timelines",
         acks.len()
     );
     // Between two netns over one veth pair a packet passes each point on

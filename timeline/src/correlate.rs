@@ -311,8 +311,16 @@ impl Correlator {
             // out the same skb and head. Not headers that became readable.
             let was_ip = l.fp != 0 || is_ip(l.proto);
             let ip_now = ev.fingerprint != 0 || is_ip(ev.protocol);
+            // IPv4 to IPv6 or back, both parsed (fingerprinted): no packet
+            // changes version in place short of NAT64, rare next to skbs
+            // reused after a free no probe saw.
             let family_changed = if was_ip {
                 !ip_now
+                    || (l.fp != 0
+                        && ev.fingerprint != 0
+                        && is_ip(ev.protocol)
+                        && is_ip(l.proto)
+                        && ev.protocol != l.proto)
             } else {
                 l.proto != 0 && ip_now
             };

@@ -890,3 +890,37 @@ fn the_next_ack_in_a_reused_skb_that_reaches_dev_only_as_a_copy_is_a_new_packet(
     assert!(out[1].summary.contains("ack 70000"), "{}", out[1].summary);
     assert_eq!(out[1].hops.len(), 5);
 }
+
+#[test]
+fn an_address_that_carried_ipv6_and_now_carries_ipv4_is_a_new_packet() {
+    // Seen with ovs-vswitchd: its TX skb sent an IPv6 multicast whose free
+    // no probe saw; 200 ms later the same skb sent a ping, away from DEV.
+    let mut c = Correlator::new(cfg());
+    let mld = frame::icmp6_echo([0xfe; 16], [0xff; 16], 1, 1);
+    let f = ping(1);
+    c.push(&ev(
+        id::TP_NET_DEV_QUEUE,
+        fl::MATCH,
+        1000,
+        0xa000,
+        0xb000,
+        &mld,
+    ));
+    c.push(&ev(id::TP_NET_DEV_QUEUE, 0, 200 * MS, 0xa000, 0xb000, &f));
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        201 * MS,
+        0xa000,
+        0xb000,
+        &f,
+    ));
+    let out = c.finish();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert!(
+        out[1].summary.starts_with("ICMP 10.0.1.1"),
+        "{}",
+        out[1].summary
+    );
+    assert_eq!(out[1].hops.len(), 2);
+}

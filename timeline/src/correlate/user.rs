@@ -54,9 +54,21 @@ impl Correlator {
             .iter()
             .filter(|(_, p)| p.last_ts <= ev.ts_ns && ev.ts_ns - p.last_ts <= window)
             .filter(|(_, p)| {
-                let Some(last) = p.events.iter().max_by_key(|e| e.ts_ns) else {
+                // The window runs from the last hop that was not itself
+                // placed by time: else a process that polls more often
+                // than the window keeps a packet absorbing its calls for
+                // ever (seen with ovs-vswitchd's poll returns).
+                let Some(last) = p
+                    .events
+                    .iter()
+                    .filter(|e| e.flags & BY_TIME == 0)
+                    .max_by_key(|e| e.ts_ns)
+                else {
                     return false;
                 };
+                if ev.ts_ns.saturating_sub(last.ts_ns) > window {
+                    return false;
+                }
                 let dropped = p.events.iter().any(|e| e.flags & probes::flags::DROP != 0);
                 !dropped
                     && (p.live == 0
@@ -246,5 +258,25 @@ mod tests {
         c.push(&user(id::UPROBE_BASE, 5 * MS, 0, 9, 3));
         assert!(c.finish().is_empty());
         assert_eq!(c.event_counts().2, 1);
+    }
+
+    #[test]
+    fn calls_placed_by_time_do_not_keep_a_packet_open_for_later_calls() {
+        // ovs-vswitchd returns from poll every few milliseconds: each
+        // return used to renew the window for the next, and one packet
+        // gathered seconds of them.
+        let mut c = corr();
+        c.set_probe_name(id::UPROBE_BASE + 2, "ovs:poll%return");
+        c.push(&kernel(id::TP_NETIF_RECEIVE_SKB, 1_000, 0xa, 7));
+        c.push(&end(2_000, 0xa, 7));
+        for i in 1..=40u64 {
+            c.push(&user(id::UPROBE_BASE + 2, i * 10 * MS, 0, 9, 1));
+        }
+        let out = c.finish();
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let polls = out[0].hops.iter().filter(|h| h.by_time).count();
+        // The calls at 10, 20, 30, 40 and 50 ms are within the 50 ms
+        // window of the free (at 2 us); later ones are not.
+        assert_eq!(polls, 5, "{:#?}", out[0].hops);
     }
 }
