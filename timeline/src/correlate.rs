@@ -472,19 +472,23 @@ impl Correlator {
     }
 
     /// Moves out of packet `pkt` the events of address `skb` with
-    /// fingerprint `fp` that came after its last event with `tracked_fp`,
-    /// and forgets `fp` as one of the packet's fingerprints if no event
-    /// keeps it.
+    /// fingerprint `fp` that came after its last event with `tracked_fp`
+    /// (none without such an event), and forgets `fp` as one of the
+    /// packet's fingerprints if no event keeps it.
     fn take_hops_of(&mut self, pkt: u64, skb: u64, fp: u64, tracked_fp: u64, out: &mut Vec<Event>) {
         let Some(p) = self.packets.get_mut(&pkt) else {
             return;
         };
-        let from = p
+        // Only hops after one the kernel's tracked bytes vouch for: the old
+        // packet keeps at least that one.
+        let Some(last_tracked) = p
             .events
             .iter()
             .rposition(|e| e.skb == skb && e.fingerprint == tracked_fp)
-            .map_or(0, |i| i + 1);
-        let mut i = from;
+        else {
+            return;
+        };
+        let mut i = last_tracked + 1;
         while i < p.events.len() {
             if p.events[i].skb == skb && p.events[i].fingerprint == fp {
                 out.push(p.events.remove(i));
