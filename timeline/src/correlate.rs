@@ -64,6 +64,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use probes::fingerprint::Identity;
 use probes::{CAPTURE_LEN, Event, flags, id, method};
 
 use crate::decode::cstr;
@@ -288,10 +289,15 @@ impl Correlator {
             // address carry a different packet: its old life ended where no
             // probe looks (TCP coalescing frees skbs without a tracepoint),
             // and slab reuse may even hand out the same head.
+            // Unless only a length changed (GRO or reassembly grew the
+            // packet in place): same flow and same packet halves.
             let rematched = ev.flags & flags::MATCH != 0
                 && ev.fingerprint != 0
                 && l.match_fp != 0
-                && ev.fingerprint != l.match_fp;
+                && ev.fingerprint != l.match_fp
+                && self
+                    .identities(&l, l.match_fp, ev)
+                    .is_none_or(|(a, b)| a != b);
             // The same before any MATCH: the flow's next packet in the same
             // skb (it may reach DEV only as a copy, through an AF_PACKET
             // forwarder, and never flag this address). NAT or
@@ -300,7 +306,9 @@ impl Correlator {
                 && ev.fingerprint != 0
                 && l.fp != 0
                 && ev.fingerprint != l.fp
-                && self.next_of_flow(&l, ev);
+                && self
+                    .identities(&l, l.fp, ev)
+                    .is_some_and(|(a, b)| a.flow == b.flow && a.packet != b.packet);
             // An address first seen without a fingerprint (headers still in
             // page fragments) that gets one once they are pulled into a new
             // head is the same packet.
@@ -449,26 +457,18 @@ impl Correlator {
         }
     }
 
-    /// Whether `ev`, for live address `l` with another fingerprint, is the
-    /// next packet of the same flow (see [`probes::fingerprint::Identity`]),
-    /// judged from the bytes of this address's last event that had them.
-    /// Runs only when an address's fingerprint changes.
-    fn next_of_flow(&self, l: &LiveSkb, ev: &Event) -> bool {
-        let Some(p) = self.packets.get(&l.pkt) else {
-            return false;
-        };
-        let Some(prev) = p
+    /// The identities (see [`probes::fingerprint::Identity`]) of the bytes
+    /// with fingerprint `fp` that live address `l` carried, from its last
+    /// event that captured them, and of `ev`'s. Runs only when an
+    /// address's fingerprint changes.
+    fn identities(&self, l: &LiveSkb, fp: u64, ev: &Event) -> Option<(Identity, Identity)> {
+        let p = self.packets.get(&l.pkt)?;
+        let prev = p
             .events
             .iter()
             .rev()
-            .find(|e| e.skb == ev.skb && e.fingerprint == l.fp && e.cap_len > 0)
-        else {
-            return false;
-        };
-        match (identity(prev), identity(ev)) {
-            (Some(a), Some(b)) => a.flow == b.flow && a.packet != b.packet,
-            _ => false,
-        }
+            .find(|e| e.skb == ev.skb && e.fingerprint == fp && e.cap_len > 0)?;
+        Some((identity(prev)?, identity(ev)?))
     }
 
     /// Moves out of packet `pkt` the events of address `skb` with
@@ -890,7 +890,7 @@ mod tests;
 mod user;
 
 /// The identity halves of an event's captured bytes.
-fn identity(e: &Event) -> Option<probes::fingerprint::Identity> {
+fn identity(e: &Event) -> Option<Identity> {
     let data = &e.data[..(e.cap_len as usize).min(CAPTURE_LEN)];
     let (et, off, _) = crate::summarize::locate_l3(data, e.flags & flags::L2 != 0, e.protocol)?;
     probes::fingerprint::identity_from_l3(et, data.get(off..)?)

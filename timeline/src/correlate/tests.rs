@@ -924,3 +924,51 @@ fn an_address_that_carried_ipv6_and_now_carries_ipv4_is_a_new_packet() {
     );
     assert_eq!(out[1].hops.len(), 2);
 }
+
+#[test]
+fn a_match_on_a_packet_grown_in_place_is_the_same_packet() {
+    // GRO merges later segments into the first skb: on DEV the kernel sees
+    // new bytes (the total length) and flags MATCH, but flow and packet
+    // (addresses, ports, IP id, seq, ack) are those it followed.
+    let mut c = Correlator::new(cfg());
+    let seg = frame::tcp4(
+        [10, 0, 1, 1],
+        [10, 0, 2, 1],
+        40000,
+        5201,
+        7000,
+        9,
+        0x10,
+        1448,
+    );
+    let mut merged = seg.clone();
+    merged[14 + 2..14 + 4].copy_from_slice(&(20u16 + 20 + 2896).to_be_bytes());
+    c.push(&ev(
+        id::TP_NET_DEV_START_XMIT,
+        fl::MATCH,
+        1000,
+        0xa000,
+        0xb000,
+        &seg,
+    ));
+    c.push(&ev(
+        id::TP_NETIF_RECEIVE_SKB,
+        fl::MATCH,
+        2000,
+        0xa000,
+        0xb000,
+        &merged,
+    ));
+    c.push(&ev(
+        id::TP_CONSUME_SKB,
+        fl::END,
+        3000,
+        0xa000,
+        0xb000,
+        &merged,
+    ));
+    let out = c.finish();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].hops.len(), 3);
+    assert!(out[0].complete);
+}
