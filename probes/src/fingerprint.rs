@@ -86,53 +86,71 @@ fn finish(h: u64) -> u64 {
     if h == 0 { 1 } else { h }
 }
 
+/// The header fields both [`from_l3`] and [`identity_from_l3`] hash, read
+/// from bytes that start at the IP header.
+struct Headers {
+    v6: bool,
+    /// IPv4 uses word 0 of each.
+    saddr: [u32; 4],
+    daddr: [u32; 4],
+    proto: u8,
+    ip_id: u16,
+    /// IPv4 total length, IPv6 payload length.
+    len: u16,
+    /// IPv6's first word (version, class, flow label).
+    word0: u32,
+    /// The first 16 bytes of the L4 header, zero-padded.
+    l4: [u8; 16],
+    /// L4 bytes present (up to 16); None when the IPv4 header claims more
+    /// than was captured.
+    l4_len: Option<usize>,
+}
+
+fn parse(ethertype: u16, l3: &[u8]) -> Option<Headers> {
+    let be32 = |i: usize| u32::from_be_bytes([l3[i], l3[i + 1], l3[i + 2], l3[i + 3]]);
+    let be16 = |i: usize| u16::from_be_bytes([l3[i], l3[i + 1]]);
+    let (v6, l4_off) = match ethertype {
+        0x0800 if l3.len() >= 20 && l3[0] >> 4 == 4 => (false, ((l3[0] & 0xf) as usize) * 4),
+        0x86dd if l3.len() >= 40 && l3[0] >> 4 == 6 => (true, 40),
+        _ => return None,
+    };
+    let mut h = Headers {
+        v6,
+        saddr: [0; 4],
+        daddr: [0; 4],
+        proto: if v6 { l3[6] } else { l3[9] },
+        ip_id: if v6 { 0 } else { be16(4) },
+        len: if v6 { be16(4) } else { be16(2) },
+        word0: be32(0),
+        l4: [0; 16],
+        l4_len: (l4_off <= l3.len()).then(|| (l3.len() - l4_off).min(16)),
+    };
+    if v6 {
+        h.saddr = [be32(8), be32(12), be32(16), be32(20)];
+        h.daddr = [be32(24), be32(28), be32(32), be32(36)];
+    } else {
+        h.saddr[0] = be32(12);
+        h.daddr[0] = be32(16);
+    }
+    if let Some(n) = h.l4_len {
+        h.l4[..n].copy_from_slice(&l3[l4_off..l4_off + n]);
+    }
+    Some(h)
+}
+
 /// Computes the fingerprint from a frame's bytes: `l3` is the slice starting
 /// at the IP header, `ethertype` the L3 protocol. Used by user space (and
 /// tests) to check what the kernel computed. Returns 0 when the packet is not
 /// IP or is too short.
 pub fn from_l3(ethertype: u16, l3: &[u8]) -> u64 {
-    let mut l4 = [0u8; 16];
-    match ethertype {
-        0x0800 => {
-            if l3.len() < 20 || l3[0] >> 4 != 4 {
-                return 0;
-            }
-            let ihl = ((l3[0] & 0xf) as usize) * 4;
-            let proto = l3[9];
-            let be32 = |i: usize| u32::from_be_bytes([l3[i], l3[i + 1], l3[i + 2], l3[i + 3]]);
-            if l3.len() > ihl {
-                let n = (l3.len() - ihl).min(16);
-                l4[..n].copy_from_slice(&l3[ihl..ihl + n]);
-            }
-            let ip_id = u16::from_be_bytes([l3[4], l3[5]]);
-            let tot_len = u16::from_be_bytes([l3[2], l3[3]]);
-            ipv4(
-                be32(12),
-                be32(16),
-                proto,
-                ip_id,
-                tot_len,
-                l4_words(proto, &l4),
-            )
-        }
-        0x86dd => {
-            if l3.len() < 40 || l3[0] >> 4 != 6 {
-                return 0;
-            }
-            let be32 = |i: usize| u32::from_be_bytes([l3[i], l3[i + 1], l3[i + 2], l3[i + 3]]);
-            let next = l3[6];
-            let n = (l3.len() - 40).min(16);
-            l4[..n].copy_from_slice(&l3[40..40 + n]);
-            ipv6(
-                [be32(8), be32(12), be32(16), be32(20)],
-                [be32(24), be32(28), be32(32), be32(36)],
-                be32(0),
-                next,
-                u16::from_be_bytes([l3[4], l3[5]]),
-                l4_words(next, &l4),
-            )
-        }
-        _ => 0,
+    let Some(h) = parse(ethertype, l3) else {
+        return 0;
+    };
+    let words = l4_words(h.proto, &h.l4);
+    if h.v6 {
+        ipv6(h.saddr, h.daddr, h.word0, h.proto, h.len, words)
+    } else {
+        ipv4(h.saddr[0], h.daddr[0], h.proto, h.ip_id, h.len, words)
     }
 }
 
@@ -157,54 +175,40 @@ pub struct Identity {
 /// The [`Identity`] of the packet whose IP header starts `l3`; `None` when
 /// it is not IP or too short to hold its L4 header's identity fields.
 pub fn identity_from_l3(ethertype: u16, l3: &[u8]) -> Option<Identity> {
-    let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]) as u32;
-    let be32 = |b: &[u8], i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let (mut flow, mut packet, proto, l4) = match ethertype {
-        0x0800 => {
-            if l3.len() < 20 || l3[0] >> 4 != 4 {
-                return None;
-            }
-            let ihl = ((l3[0] & 0xf) as usize) * 4;
-            let flow = mix(mix(mix(FNV_OFFSET, 4), be32(l3, 12)), be32(l3, 16));
-            (flow, mix(FNV_OFFSET, be16(l3, 4)), l3[9], l3.get(ihl..)?)
-        }
-        0x86dd => {
-            if l3.len() < 40 || l3[0] >> 4 != 6 {
-                return None;
-            }
-            let mut flow = mix(FNV_OFFSET, 6);
-            for i in (8..40).step_by(4) {
-                flow = mix(flow, be32(l3, i));
-            }
-            (flow, FNV_OFFSET, l3[6], &l3[40..])
-        }
-        _ => return None,
+    let h = parse(ethertype, l3)?;
+    let l4_len = h.l4_len?;
+    let (addr_words, version) = if h.v6 { (4, 6) } else { (1, 4) };
+    let mut flow = mix(FNV_OFFSET, version);
+    for w in h.saddr[..addr_words].iter().chain(&h.daddr[..addr_words]) {
+        flow = mix(flow, *w);
+    }
+    flow = mix(flow, h.proto as u32);
+    let mut packet = if h.v6 {
+        FNV_OFFSET
+    } else {
+        mix(FNV_OFFSET, h.ip_id as u32)
     };
-    flow = mix(flow, proto as u32);
-    match proto {
+    let w = l4_words(h.proto, &h.l4);
+    let need = match h.proto {
         IPPROTO_TCP => {
-            if l4.len() < 12 {
-                return None;
-            }
-            flow = mix(flow, be32(l4, 0));
-            packet = mix(mix(packet, be32(l4, 4)), be32(l4, 8));
+            // Ports; seq and ack.
+            flow = mix(flow, w[0]);
+            packet = mix(mix(packet, w[1]), w[2]);
+            12
         }
         IPPROTO_UDP => {
-            if l4.len() < 4 {
-                return None;
-            }
-            flow = mix(flow, be32(l4, 0));
+            flow = mix(flow, w[0]);
+            4
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
-            if l4.len() < 8 {
-                return None;
-            }
-            flow = mix(flow, be16(l4, 4));
-            packet = mix(mix(packet, be16(l4, 0)), be16(l4, 6));
+            // The id; type (and code) and sequence.
+            flow = mix(flow, w[1] >> 16);
+            packet = mix(mix(packet, w[0] >> 16), w[1] & 0xffff);
+            8
         }
-        _ => {}
-    }
-    Some(Identity { flow, packet })
+        _ => 0,
+    };
+    (l4_len >= need).then_some(Identity { flow, packet })
 }
 
 #[cfg(test)]

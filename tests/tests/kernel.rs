@@ -1072,21 +1072,39 @@ fn follow_across_a_bridge_into_another_netns() {
     }
 }
 
+/// A TCP server on `topo.ip2:port` (in ns2) that reads until the peer
+/// closes; stopped when dropped, also when a test panics.
+struct TcpSink(std::process::Child);
+
+impl TcpSink {
+    fn start(topo: &TwoNs, port: u16) -> TcpSink {
+        let server = format!(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{}',{port}))\ns.listen()\nc,_=s.accept()\nwhile c.recv(1<<20): pass\n",
+            topo.ip2
+        );
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &topo.ns2.name, "python3", "-c", &server])
+            .spawn()
+            .expect("python3 server");
+        std::thread::sleep(Duration::from_millis(500));
+        TcpSink(child)
+    }
+}
+
+impl Drop for TcpSink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn follow_tcp_data_reaches_the_socket() {
     if !require_root("follow_tcp_data_reaches_the_socket") {
         return;
     }
     let topo = TwoNs::new("217.0");
-    let server = format!(
-        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{}',5555))\ns.listen()\nc,_=s.accept()\nwhile c.recv(65536): pass\n",
-        topo.ip2
-    );
-    let mut srv = std::process::Command::new("ip")
-        .args(["netns", "exec", &topo.ns2.name, "python3", "-c", &server])
-        .spawn()
-        .expect("python3 server");
-    std::thread::sleep(Duration::from_millis(500));
+    let srv = TcpSink::start(&topo, 5555);
     let client = format!(
         "import socket,time\nc=socket.create_connection(('{}',5555))\nfor i in range(3):\n    c.sendall(b'x'*100)\n    time.sleep(0.2)\nc.close()\n",
         topo.ip2
@@ -1094,8 +1112,7 @@ fn follow_tcp_data_reaches_the_socket() {
     let (recs, _) = follow_records(&["--dev", &topo.veth.a, "--netns", &topo.ns1.name], || {
         topo.ns1.run("python3", &["-c", &client]);
     });
-    let _ = srv.kill();
-    let _ = srv.wait();
+    drop(srv);
     let data: Vec<&Value> = timelines_matching(&recs, &format!("TCP {}:", topo.ip1))
         .into_iter()
         .filter(|t| t["summary"].as_str().unwrap_or("").contains("len 100"))
@@ -1155,15 +1172,7 @@ fn follow_bulk_tcp_gives_each_ack_its_own_timeline() {
     // ACK. Those must not merge into one timeline (one in eight did on 6.18
     // before the correlator compared MATCHes with the kernel's fingerprint).
     let topo = TwoNs::new("225.0");
-    let server = format!(
-        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{}',5556))\ns.listen()\nc,_=s.accept()\nwhile c.recv(1<<20): pass\n",
-        topo.ip2
-    );
-    let mut srv = std::process::Command::new("ip")
-        .args(["netns", "exec", &topo.ns2.name, "python3", "-c", &server])
-        .spawn()
-        .expect("python3 server");
-    std::thread::sleep(Duration::from_millis(500));
+    let srv = TcpSink::start(&topo, 5556);
     let client = format!(
         "import socket\nc=socket.create_connection(('{}',5556))\nb=b'x'*(1<<20)\nfor i in range(256):\n    c.sendall(b)\nc.close()\n",
         topo.ip2
@@ -1171,8 +1180,7 @@ fn follow_bulk_tcp_gives_each_ack_its_own_timeline() {
     let (recs, _) = follow_records(&["--dev", &topo.veth.a, "--netns", &topo.ns1.name], || {
         topo.ns1.run("python3", &["-c", &client]);
     });
-    let _ = srv.kill();
-    let _ = srv.wait();
+    drop(srv);
     let acks = timelines_matching(&recs, &format!("TCP {}:5556 > {}", topo.ip2, topo.ip1));
     // Hundreds to thousands, depending on load (ACKs cover more data when
     // the receiver is slow): 425 in one CI run, 2,139 on an idle machine.

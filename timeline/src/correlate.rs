@@ -170,9 +170,6 @@ struct Packet {
     /// An skb's end was inferred, not seen.
     end_unseen: bool,
     lost: bool,
-    /// An event showed bytes of a protocol that is not IP (ARP): no IP
-    /// event can be a clone of this packet.
-    non_ip: bool,
     /// Addresses, heads and fingerprints this packet registered, to clean
     /// the indexes when it is emitted.
     skbs: Vec<u64>,
@@ -404,7 +401,8 @@ impl Correlator {
                     // An IP event sharing the head of a non-IP packet: the
                     // buffer was freed where no probe looks and reused.
                     p.is_none_or(|p| {
-                        (p.fps.is_empty() && !p.non_ip) || p.fps.contains(&ev.fingerprint)
+                        (p.fps.is_empty() && !p.events.iter().any(shows_non_ip))
+                            || p.fps.contains(&ev.fingerprint)
                     })
                 }
             })
@@ -535,7 +533,6 @@ impl Correlator {
                 first_ts: u64::MAX,
                 end_unseen: false,
                 lost: false,
-                non_ip: false,
                 skbs: Vec::with_capacity(2),
                 heads: Vec::with_capacity(1),
                 fps: Vec::with_capacity(1),
@@ -558,11 +555,6 @@ impl Correlator {
         }
         p.last_ts = p.last_ts.max(ev.ts_ns);
         p.first_ts = p.first_ts.min(ev.ts_ns);
-        // Read from real bytes: an event without them may report stale
-        // bytes' ethertype (an AF_PACKET TX-ring skb before its headers are
-        // linear).
-        p.non_ip |=
-            ev.fingerprint == 0 && ev.cap_len > 0 && ev.protocol != 0 && !is_ip(ev.protocol);
         // Index each fingerprint once per packet: one hash insert per
         // packet, not per event.
         if ev.fingerprint != 0 && !p.fps.contains(&ev.fingerprint) {
@@ -756,7 +748,6 @@ impl Correlator {
                 p.first_ts = u64::MAX;
                 p.end_unseen = false;
                 p.lost = false;
-                p.non_ip = false;
                 self.spare.push(p);
             }
         }
@@ -894,6 +885,13 @@ fn identity(e: &Event) -> Option<Identity> {
     let data = &e.data[..(e.cap_len as usize).min(CAPTURE_LEN)];
     let (et, off, _) = crate::summarize::locate_l3(data, e.flags & flags::L2 != 0, e.protocol)?;
     probes::fingerprint::identity_from_l3(et, data.get(off..)?)
+}
+
+/// The event's captured bytes are of a protocol that is not IP (ARP). Only
+/// real bytes count: an event without them may report a stale ethertype (an
+/// AF_PACKET TX-ring skb before its headers are linear).
+fn shows_non_ip(e: &Event) -> bool {
+    e.fingerprint == 0 && e.cap_len > 0 && e.protocol != 0 && !is_ip(e.protocol)
 }
 
 fn is_ip(ethertype: u16) -> bool {
