@@ -11,6 +11,10 @@
 #   ONLY=1 (or 2, 3) runs one section; ROUNDS=N repeats section 1 N times
 #   (untraced, traced, traced with two points, untraced each round; the
 #   ratios use the untraced runs on both sides of the traced ones).
+#   Each round also runs iperf3 beside a busy loop at nice 19 (it only gets
+#   CPU time nobody else wants): what spending otherwise idle CPU costs
+#   iperf3 on this machine, the yardstick for the reader's CPU time, which
+#   is printed with it.
 #   FOLLOW_ARGS="--nice 0" adds options to every traced run.
 set -euo pipefail
 ONLY=${ONLY:-}
@@ -24,9 +28,10 @@ SKB=target/release/skbtrace
 BLAST=target/release/examples/udp_blast
 NS1=skbbench1-$$; NS2=skbbench2-$$; A=sbba$$; B=sbbb$$
 TMP=$(mktemp -d)
-SKB_PID=""; SRV_PID=""
+SKB_PID=""; SRV_PID=""; SPIN_PID=""
 cleanup() {
     [ -n "$SKB_PID" ] && kill -INT "$SKB_PID" 2>/dev/null || true
+    [ -n "$SPIN_PID" ] && kill "$SPIN_PID" 2>/dev/null || true
     [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null || true
     ip netns del "$NS1" 2>/dev/null || true
     ip netns del "$NS2" 2>/dev/null || true
@@ -55,6 +60,21 @@ start_follow() { # start_follow JSONFILE [follow options]
 stop_follow() {
     kill -INT "$SKB_PID"; wait "$SKB_PID" || true; SKB_PID=""
 }
+cpu_ticks() { # cpu_ticks PID: user + system clock ticks so far
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+cores() { # cores TICKS_BEFORE TICKS_AFTER: average cores over one iperf3 run
+    python3 -c "print(round(($2 - $1) / $(getconf CLK_TCK) / $SECS, 2))"
+}
+spin_gbps() { # iperf3 beside a nice-19 busy loop; prints "Gbit/s cores-it-got"
+    nice -n 19 sh -c 'while :; do :; done' &
+    SPIN_PID=$!
+    local t0 g
+    t0=$(cpu_ticks "$SPIN_PID")
+    g=$(tcp_gbps)
+    echo "$g $(cores "$t0" "$(cpu_ticks "$SPIN_PID")")"
+    kill "$SPIN_PID"; wait "$SPIN_PID" 2>/dev/null || true; SPIN_PID=""
+}
 summary_field() { # summary_field JSONFILE FIELD
     tail -n 1 "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
 }
@@ -65,18 +85,22 @@ echo "== 1. iperf3 TCP over a veth pair, ${SECS}s per run, $ROUNDS round(s)"
 for r in $(seq "$ROUNDS"); do
     base1=$(tcp_gbps)
     start_follow "$TMP/tcp.jsonl"
+    t0=$(cpu_ticks "$SKB_PID")
     traced=$(tcp_gbps)
+    reader=$(cores "$t0" "$(cpu_ticks "$SKB_PID")")
     stop_follow
     # The same with two points where a TCP segment is first seen (plus the
     # two where packets end): what --probes saves.
     start_follow "$TMP/few.jsonl" --probes "$FEW"
     few=$(tcp_gbps)
     stop_follow
+    read -r spin spin_cores < <(spin_gbps)
     base2=$(tcp_gbps)
     base=$(python3 -c "print(($base1+$base2)/2)")
     echo "untraced: $base1 / $base2 Gbit/s   traced: $traced Gbit/s   ratio traced/untraced: $(python3 -c "print(round($traced/$base,3))")  (target >= 0.90)"
     echo "  events $(summary_field "$TMP/tcp.jsonl" events), packets $(summary_field "$TMP/tcp.jsonl" packets), incomplete $(summary_field "$TMP/tcp.jsonl" incomplete), lost $(summary_field "$TMP/tcp.jsonl" lost_events), JSON $(du -m "$TMP/tcp.jsonl" | cut -f1) MiB"
     echo "  --probes $FEW: $few Gbit/s, ratio $(python3 -c "print(round($few/$base,3))"), events $(summary_field "$TMP/few.jsonl" events)"
+    echo "  skbtrace's own process used $reader cores (reader and sinks; the programs run in the senders' context); a nice-19 busy loop that got $spin_cores cores left $spin Gbit/s, ratio $(python3 -c "print(round($spin/$base,3))")"
 done
 fi
 
