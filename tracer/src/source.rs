@@ -59,8 +59,9 @@ impl std::str::FromStr for ReaderNice {
 ///
 /// It used to stay raised for a second or more after catching up (longer
 /// when it kept falling behind). Following iperf3 that kept it at -10
-/// about half of the time, preempting iperf3 on every wakeup, for a reader
-/// that keeps up at 19 with the CPUs' idle time (0 events lost in 3 runs).
+/// 13% of the time (half of it when the text waterfall was rendered too),
+/// preempting iperf3 on every wakeup, for a reader that keeps up at 19
+/// with the CPUs' idle time (0 events lost in 8 runs).
 /// Dropping back at once costs a workload that saturates the CPUs two
 /// setpriority calls per catch-up; three quarters of the ring stay free
 /// for the 5 ms the monitor needs to raise it again.
