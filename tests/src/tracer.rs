@@ -28,9 +28,15 @@ pub struct Finished {
 /// (e.g. "following packets"), panicking with everything it printed if it
 /// exits or does not get there within `timeout`.
 pub fn start(args: &[&str], ready: &str, timeout: Duration) -> Running {
+    start_env(args, &[], ready, timeout)
+}
+
+/// [`start`] with extra environment variables (e.g. `RUST_LOG`).
+pub fn start_env(args: &[&str], env: &[(&str, &str)], ready: &str, timeout: Duration) -> Running {
     let bin = crate::skbtrace::bin("skbtrace");
     let mut child = Command::new(&bin)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
