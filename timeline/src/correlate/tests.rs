@@ -688,6 +688,12 @@ fn attached_probes_are_listed_even_without_events() {
     );
 }
 
+/// An event of the one skb address (0xa000) and head (0xb000) that the
+/// reuse tests below follow through several lives.
+fn at(probe: u16, flags: u8, ts: u64, f: &[u8]) -> Event {
+    ev(probe, flags, ts, 0xa000, 0xb000, f)
+}
+
 fn ack(id_seq: u32, ack_no: u32) -> Vec<u8> {
     // A pure ACK from 10.0.2.1:5201 to 10.0.1.1:40000; synth sets the IP
     // id from the low bits of seq, so id_seq gives each ACK its own id.
@@ -711,19 +717,12 @@ fn the_next_ack_of_a_flow_in_a_reused_skb_is_a_new_packet() {
     // following iperf3: one timeline in eight held two ACKs.
     let mut c = Correlator::new(cfg());
     let (a1, a2) = (ack(1000, 5000), ack(1001, 70000));
-    c.push(&ev(id::TP_NET_DEV_QUEUE, 0, 1000, 0xa000, 0xb000, &a1));
-    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 2000, 0xa000, 0xb000, &a1));
-    c.push(&ev(id::TP_NETIF_RECEIVE_SKB, 0, 3000, 0xa000, 0xb000, &a1));
-    c.push(&ev(id::TP_NET_DEV_QUEUE, 0, 40_000, 0xa000, 0xb000, &a2));
-    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 41_000, 0xa000, 0xb000, &a2));
-    c.push(&ev(
-        id::TP_CONSUME_SKB,
-        fl::END,
-        42_000,
-        0xa000,
-        0xb000,
-        &a2,
-    ));
+    c.push(&at(id::TP_NET_DEV_QUEUE, 0, 1000, &a1));
+    c.push(&at(id::TP_NETIF_RX, fl::MATCH, 2000, &a1));
+    c.push(&at(id::TP_NETIF_RECEIVE_SKB, 0, 3000, &a1));
+    c.push(&at(id::TP_NET_DEV_QUEUE, 0, 40_000, &a2));
+    c.push(&at(id::TP_NETIF_RX, fl::MATCH, 41_000, &a2));
+    c.push(&at(id::TP_CONSUME_SKB, fl::END, 42_000, &a2));
     let out = c.finish();
     assert_eq!(out.len(), 2, "{out:#?}");
     assert!(out[0].summary.contains("ack 5000"), "{}", out[0].summary);
@@ -748,23 +747,9 @@ fn nat_keeps_the_packet_although_its_fingerprint_changes() {
     let before = ack(1000, 5000);
     let mut after = before.clone();
     after[14 + 19] = 9; // 10.0.1.1 -> 10.0.1.9
-    c.push(&ev(
-        id::TP_NETIF_RX,
-        fl::MATCH,
-        1000,
-        0xa000,
-        0xb000,
-        &before,
-    ));
-    c.push(&ev(id::IP_OUTPUT, 0, 2000, 0xa000, 0xb000, &after));
-    c.push(&ev(
-        id::TP_CONSUME_SKB,
-        fl::END,
-        3000,
-        0xa000,
-        0xb000,
-        &after,
-    ));
+    c.push(&at(id::TP_NETIF_RX, fl::MATCH, 1000, &before));
+    c.push(&at(id::IP_OUTPUT, 0, 2000, &after));
+    c.push(&at(id::TP_CONSUME_SKB, fl::END, 3000, &after));
     let out = c.finish();
     assert_eq!(out.len(), 1, "{out:#?}");
     assert_eq!(out[0].hops.len(), 3);
@@ -782,24 +767,10 @@ fn a_match_compares_with_what_the_kernel_tracked_not_the_last_hop() {
     let mut c = Correlator::new(cfg());
     let p1 = ping(1);
     let other = frame::udp4([10, 0, 3, 1], [10, 0, 4, 1], 53, 53, 20);
-    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 1000, 0xa000, 0xb000, &p1));
-    c.push(&ev(id::TP_NET_DEV_QUEUE, 0, 9000, 0xa000, 0xb000, &other));
-    c.push(&ev(
-        id::TP_NETIF_RX,
-        fl::MATCH,
-        10_000,
-        0xa000,
-        0xb000,
-        &other,
-    ));
-    c.push(&ev(
-        id::TP_CONSUME_SKB,
-        fl::END,
-        11_000,
-        0xa000,
-        0xb000,
-        &other,
-    ));
+    c.push(&at(id::TP_NETIF_RX, fl::MATCH, 1000, &p1));
+    c.push(&at(id::TP_NET_DEV_QUEUE, 0, 9000, &other));
+    c.push(&at(id::TP_NETIF_RX, fl::MATCH, 10_000, &other));
+    c.push(&at(id::TP_CONSUME_SKB, fl::END, 11_000, &other));
     let out = c.finish();
     assert_eq!(out.len(), 2, "{out:#?}");
     assert_eq!(probes_of(&out[0]), ["net:netif_rx"]);
@@ -820,7 +791,7 @@ fn an_ip_skb_sharing_the_head_of_an_unended_arp_packet_is_not_its_clone() {
     let mut c = Correlator::new(cfg());
     let arp = frame::arp(1, [2, 0, 0, 0, 0, 2], [10, 0, 1, 2], [10, 0, 1, 1]);
     let f = ping(1);
-    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 1000, 0xa000, 0xb000, &arp));
+    c.push(&at(id::TP_NETIF_RX, fl::MATCH, 1000, &arp));
     c.push(&ev(id::IP_OUTPUT, fl::MATCH, 2000, 0xc000, 0xd000, &f));
     c.push(&ev(id::TP_CONSUME_SKB, fl::END, 3000, 0xc000, 0xd000, &f));
     // The forwarder's copy of the ping, in the ARP frame's old head.
@@ -857,19 +828,12 @@ fn the_next_ack_in_a_reused_skb_that_reaches_dev_only_as_a_copy_is_a_new_packet(
     // ACK (same addresses and ports, other IP id and ack).
     let mut c = Correlator::new(cfg());
     let (a1, a2) = (ack(1000, 5000), ack(1001, 70000));
-    c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 1000, 0xa000, 0xb000, &a1));
-    c.push(&ev(id::TP_NETIF_RECEIVE_SKB, 0, 2000, 0xa000, 0xb000, &a1));
+    c.push(&at(id::TP_NETIF_RX, fl::MATCH, 1000, &a1));
+    c.push(&at(id::TP_NETIF_RECEIVE_SKB, 0, 2000, &a1));
     // a1 coalesced unseen; a2 is built in the same skb and head.
-    c.push(&ev(id::TP_NET_DEV_QUEUE, 0, 40_000, 0xa000, 0xb000, &a2));
-    c.push(&ev(id::PACKET_RCV, 0, 41_000, 0xa000, 0xb000, &a2));
-    c.push(&ev(
-        id::TP_KFREE_SKB,
-        fl::END | fl::DROP,
-        42_000,
-        0xa000,
-        0xb000,
-        &a2,
-    ));
+    c.push(&at(id::TP_NET_DEV_QUEUE, 0, 40_000, &a2));
+    c.push(&at(id::PACKET_RCV, 0, 41_000, &a2));
+    c.push(&at(id::TP_KFREE_SKB, fl::END | fl::DROP, 42_000, &a2));
     // The forwarder's copy, a new skb, on DEV.
     c.push(&ev(id::TP_NETIF_RX, fl::MATCH, 50_000, 0xc000, 0xd000, &a2));
     c.push(&ev(
@@ -898,23 +862,9 @@ fn an_address_that_carried_ipv6_and_now_carries_ipv4_is_a_new_packet() {
     let mut c = Correlator::new(cfg());
     let mld = frame::icmp6_echo([0xfe; 16], [0xff; 16], 1, 1);
     let f = ping(1);
-    c.push(&ev(
-        id::TP_NET_DEV_QUEUE,
-        fl::MATCH,
-        1000,
-        0xa000,
-        0xb000,
-        &mld,
-    ));
-    c.push(&ev(id::TP_NET_DEV_QUEUE, 0, 200 * MS, 0xa000, 0xb000, &f));
-    c.push(&ev(
-        id::TP_CONSUME_SKB,
-        fl::END,
-        201 * MS,
-        0xa000,
-        0xb000,
-        &f,
-    ));
+    c.push(&at(id::TP_NET_DEV_QUEUE, fl::MATCH, 1000, &mld));
+    c.push(&at(id::TP_NET_DEV_QUEUE, 0, 200 * MS, &f));
+    c.push(&at(id::TP_CONSUME_SKB, fl::END, 201 * MS, &f));
     let out = c.finish();
     assert_eq!(out.len(), 2, "{out:#?}");
     assert!(
@@ -943,30 +893,9 @@ fn a_match_on_a_packet_grown_in_place_is_the_same_packet() {
     );
     let mut merged = seg.clone();
     merged[14 + 2..14 + 4].copy_from_slice(&(20u16 + 20 + 2896).to_be_bytes());
-    c.push(&ev(
-        id::TP_NET_DEV_START_XMIT,
-        fl::MATCH,
-        1000,
-        0xa000,
-        0xb000,
-        &seg,
-    ));
-    c.push(&ev(
-        id::TP_NETIF_RECEIVE_SKB,
-        fl::MATCH,
-        2000,
-        0xa000,
-        0xb000,
-        &merged,
-    ));
-    c.push(&ev(
-        id::TP_CONSUME_SKB,
-        fl::END,
-        3000,
-        0xa000,
-        0xb000,
-        &merged,
-    ));
+    c.push(&at(id::TP_NET_DEV_START_XMIT, fl::MATCH, 1000, &seg));
+    c.push(&at(id::TP_NETIF_RECEIVE_SKB, fl::MATCH, 2000, &merged));
+    c.push(&at(id::TP_CONSUME_SKB, fl::END, 3000, &merged));
     let out = c.finish();
     assert_eq!(out.len(), 1, "{out:#?}");
     assert_eq!(out[0].hops.len(), 3);
