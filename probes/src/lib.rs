@@ -173,7 +173,35 @@ pub struct Config {
     /// Waiting bytes from which every event wakes the reader (a quarter of
     /// the ring): below it, only every 256 KiB crossed does.
     pub wake_all_bytes: u32,
+    /// 0: the programs do all their work. Otherwise a [`stage`]: they stop
+    /// after it and write no event (`bench/stages.sh` measures what each
+    /// stage costs this way).
+    pub stop_after: u32,
+    pub _pad: u32,
     pub offsets: Offsets,
+}
+
+/// The stages of the skb programs, in order, for [`Config::stop_after`].
+pub mod stage {
+    /// Entered and counted, nothing else.
+    pub const ENTRY: u32 = 1;
+    /// Device, netns and headers located, packet bytes read.
+    pub const LOCATE: u32 = 2;
+    /// Fingerprint computed.
+    pub const FINGERPRINT: u32 = 3;
+    /// Followed or not decided (the tracking tables updated).
+    pub const FOLLOW: u32 = 4;
+    /// A ring-buffer record reserved, then discarded unread.
+    pub const RESERVE: u32 = 5;
+
+    /// Names as `SKBTRACE_STOP_AFTER` takes them, in stage order.
+    pub const NAMES: [(&str, u32); 5] = [
+        ("entry", ENTRY),
+        ("locate", LOCATE),
+        ("fingerprint", FINGERPRINT),
+        ("follow", FOLLOW),
+        ("reserve", RESERVE),
+    ];
 }
 
 /// One hop of one packet, as written to the ring buffer.
@@ -228,7 +256,7 @@ pub struct ProbeStats {
 // Layout checks: a change here must bump EVENT_VERSION.
 const _: () = assert!(core::mem::size_of::<Event>() == 112 + CAPTURE_LEN);
 const _: () = assert!(core::mem::size_of::<Event>().is_multiple_of(8));
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 56);
+const _: () = assert!(core::mem::size_of::<Config>() == 24 + 56);
 const _: () = assert!(core::mem::size_of::<ProbeStats>() == 24);
 
 #[cfg(feature = "user")]

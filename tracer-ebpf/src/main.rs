@@ -21,7 +21,7 @@ use aya_ebpf::{
 };
 use probes::{
     CAPTURE_LEN, Config, EVENT_VERSION, Event, MAX_PROBES, Offsets, ProbeStats, fingerprint, flags,
-    id, method,
+    id, method, stage,
 };
 
 /// Filled in by user space at load time (it lives in .rodata).
@@ -32,6 +32,8 @@ static CONFIG: Config = Config {
     filter_ifindex: 0,
     filter_netns: 0,
     wake_all_bytes: 0,
+    stop_after: 0,
+    _pad: 0,
     offsets: Offsets {
         skb_len: 0,
         skb_data: 0,
@@ -437,6 +439,14 @@ fn compute_fingerprint(s: &Skb) -> u64 {
     }
 }
 
+/// Whether the programs are told to stop after stage `st` (see
+/// `Config::stop_after`). CONFIG is read-only, so the verifier knows the
+/// answer and drops the branch: a full run pays nothing for it.
+#[inline(always)]
+fn stopped_after(st: u32) -> bool {
+    cfg!(stop_after) == st
+}
+
 /// The common path of every skb probe, in four stages: locate the headers,
 /// fingerprint, decide whether the packet is followed, write the event.
 /// Each stage's result goes through `forget`, so the verifier's paths
@@ -447,10 +457,16 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
     if skb == 0 {
         return;
     }
+    if stopped_after(stage::ENTRY) {
+        return;
+    }
     let Some(mut s) = locate::<BTF>(skb) else {
         return;
     };
     if !forget(&mut s) {
+        return;
+    }
+    if stopped_after(stage::LOCATE) {
         return;
     }
 
@@ -479,6 +495,9 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
     if !forget(&mut fp) {
         return;
     }
+    if stopped_after(stage::FINGERPRINT) {
+        return;
+    }
 
     let Some(fl) = follow(fp, &s, extra) else {
         return;
@@ -488,11 +507,18 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
         return;
     }
     let fl = fl as u8;
+    if stopped_after(stage::FOLLOW) {
+        return;
+    }
 
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(probe, |s| s.lost += 1);
         return;
     };
+    if stopped_after(stage::RESERVE) {
+        entry.discard(BPF_RB_NO_WAKEUP as u64);
+        return;
+    }
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer slot
     // of size_of::<Event>(); every field is written before submit.

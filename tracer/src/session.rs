@@ -155,9 +155,38 @@ fn is_permission_error(msg: &str) -> bool {
         || msg.contains("EPERM")
 }
 
+/// `SKBTRACE_STOP_AFTER=STAGE` makes the skb programs stop after that
+/// stage and write no events: how `bench/stages.sh` measures what each
+/// stage of the per-event work costs. Unset or empty: the programs do it all.
+pub fn stop_after_from_env() -> anyhow::Result<u32> {
+    let v = std::env::var_os("SKBTRACE_STOP_AFTER").map(|v| v.to_string_lossy().into_owned());
+    let st = parse_stop_after(v.as_deref())?;
+    if st != 0 {
+        log::warn!(
+            "SKBTRACE_STOP_AFTER={}: the probes stop after that stage and write no events (a benchmark setting)",
+            v.unwrap_or_default()
+        );
+    }
+    Ok(st)
+}
+
+fn parse_stop_after(v: Option<&str>) -> anyhow::Result<u32> {
+    let Some(v) = v.filter(|v| !v.is_empty()) else {
+        return Ok(0);
+    };
+    match probes::stage::NAMES.iter().find(|(n, _)| *n == v) {
+        Some(&(_, st)) => Ok(st),
+        None => bail!(
+            "SKBTRACE_STOP_AFTER=`{v}` is not a stage; use one of {} (or unset it)",
+            probes::stage::NAMES.map(|(n, _)| n).join(", ")
+        ),
+    }
+}
+
 impl Session {
     pub fn start(opts: &SessionOptions) -> anyhow::Result<Session> {
         crate::caps::check_privileges().map_err(anyhow::Error::msg)?;
+        let stop_after = stop_after_from_env()?;
         let object = ebpf_object()?;
         let kbtf = KernelBtf::load()?;
         let mut caps = Capabilities::detect();
@@ -175,6 +204,8 @@ impl Session {
             filter_ifindex: opts.target.as_ref().map_or(0, |t| t.ifindex),
             filter_netns: opts.target.as_ref().map_or(0, |t| t.netns_inode),
             wake_all_bytes: opts.ring_bytes / 4,
+            stop_after,
+            _pad: 0,
             offsets,
         };
         let mut ebpf = EbpfLoader::new()
@@ -549,7 +580,23 @@ pub fn mono_to_realtime_ns() -> i128 {
 
 #[cfg(test)]
 mod tests {
-    use super::{PointReport, Skipped, error_line, nothing_attached_why};
+    use super::{PointReport, Skipped, error_line, nothing_attached_why, parse_stop_after};
+
+    #[test]
+    fn stop_after_takes_stage_names_in_order_and_rejects_others() {
+        assert_eq!(parse_stop_after(None).unwrap(), 0);
+        assert_eq!(parse_stop_after(Some("")).unwrap(), 0);
+        let got: Vec<u32> = ["entry", "locate", "fingerprint", "follow", "reserve"]
+            .iter()
+            .map(|n| parse_stop_after(Some(n)).unwrap())
+            .collect();
+        assert_eq!(got, [1, 2, 3, 4, 5]);
+        let e = parse_stop_after(Some("write")).unwrap_err().to_string();
+        assert!(
+            e.contains("`write` is not a stage") && e.contains("entry, locate"),
+            "{e}"
+        );
+    }
 
     fn point(name: &str, skipped: &[(&'static str, &str)]) -> PointReport {
         let mut p = PointReport::new(name.into(), "");

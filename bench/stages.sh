@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Where the cost of following a TCP stream goes, stage by stage. The skb
+# programs do their work in stages (tracer-ebpf on_skb): entry, locate the
+# headers, fingerprint, decide whether the packet is followed, reserve a
+# ring-buffer record, write the event (and the reader then decodes,
+# correlates and writes JSON). SKBTRACE_STOP_AFTER=STAGE makes them stop
+# after one stage, so each run here adds one stage to the last:
+#   1. per stage, kernel.bpf_stats: ns per program run and the programs'
+#      share of a CPU, and skbtrace's own CPU (the reader);
+#   2. per stage, iperf3 TCP throughput between two netns over a veth pair
+#      while followed, divided by untraced (the mean of the untraced runs
+#      before and after each round's stages).
+# Usage: sudo bench/stages.sh [seconds per run, default 8]
+#   ROUNDS=N repeats section 2 (default 2); ONLY=1 or ONLY=2 runs one section.
+set -euo pipefail
+ONLY=${ONLY:-}
+ROUNDS=${ROUNDS:-2}
+cd "$(dirname "$0")/.."
+SECS=${1:-8}
+[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces, BPF)" >&2; exit 2; }
+for t in ip iperf3 bpftool python3; do
+    command -v "$t" >/dev/null || { echo "missing $t (scripts/setup.sh installs it)" >&2; exit 2; }
+done
+cargo build --release --bins -p tracer >/dev/null
+SKB=target/release/skbtrace
+STAGES="entry locate fingerprint follow reserve full"
+NS1=skbstage1-$$; NS2=skbstage2-$$; A=sbsa$$; B=sbsb$$
+TMP=$(mktemp -d)
+SKB_PID=""; SRV_PID=""
+STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+cleanup() {
+    [ -n "$SKB_PID" ] && kill -INT "$SKB_PID" 2>/dev/null && wait "$SKB_PID" 2>/dev/null || true
+    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null || true
+    sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS" || true
+    ip netns del "$NS1" 2>/dev/null || true
+    ip netns del "$NS2" 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+ip netns add "$NS1"; ip netns add "$NS2"
+ip link add "$A" netns "$NS1" type veth peer name "$B" netns "$NS2"
+ip -n "$NS1" addr add 10.233.0.1/24 dev "$A"; ip -n "$NS2" addr add 10.233.0.2/24 dev "$B"
+ip -n "$NS1" link set "$A" up; ip -n "$NS2" link set "$B" up
+ip netns exec "$NS2" iperf3 -s -D -I "$TMP/iperf.pid" >/dev/null
+sleep 0.5; SRV_PID=$(cat "$TMP/iperf.pid")
+
+tcp_gbps() {
+    ip netns exec "$NS1" iperf3 -c 10.233.0.2 -t "$SECS" -J \
+        | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))'
+}
+prog_ids() { bpftool prog show --json | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin)))'; }
+start_follow() { # start_follow STAGE: follows A with the programs stopping after STAGE
+    local st=$1
+    [ "$st" = full ] && st=""
+    SKBTRACE_STOP_AFTER=$st "$SKB" follow --dev "$A" --netns "$NS1" --json "$TMP/out.json" >/dev/null 2>"$TMP/follow.err" &
+    SKB_PID=$!
+    for _ in $(seq 100); do grep -q "following packets" "$TMP/follow.err" && return; sleep 0.1; done
+    echo "skbtrace did not start:"; cat "$TMP/follow.err"; exit 1
+}
+stop_follow() {
+    kill -INT "$SKB_PID"; wait "$SKB_PID" || true; SKB_PID=""
+    rm -f "$TMP/out.json"
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
+    echo "== 1. cost per program run by stage (kernel.bpf_stats; iperf3 ${SECS}s each)"
+    printf '  %-12s %10s %12s %10s %12s %8s\n' stage "ns/run" "runs" "BPF cores" "skbtrace c." "Gbit/s"
+    sysctl -qw kernel.bpf_stats_enabled=1
+    for st in $STAGES; do
+        before=" $(prog_ids) "
+        start_follow "$st"
+        ours=""
+        for id in $(prog_ids); do case "$before" in *" $id "*) ;; *) ours="$ours $id" ;; esac; done
+        t0=$(cpu_ticks "$SKB_PID")
+        snap0=$(bpftool prog show --json)
+        g=$(tcp_gbps)
+        snap1=$(bpftool prog show --json)
+        t1=$(cpu_ticks "$SKB_PID")
+        stop_follow
+        python3 - "$st" "$ours" "$g" "$SECS" "$(( t1 - t0 ))" "$(getconf CLK_TCK)" "$snap0" "$snap1" <<'EOF'
+import json, sys
+st, ours, g, secs, ticks, hz, s0, s1 = sys.argv[1:]
+ours = {int(i) for i in ours.split()}
+def tot(snap):
+    t = n = 0
+    for p in json.loads(snap):
+        if p["id"] in ours:
+            t += p.get("run_time_ns", 0); n += p.get("run_cnt", 0)
+    return t, n
+(t0, n0), (t1, n1) = tot(s0), tot(s1)
+dt, dn = t1 - t0, n1 - n0
+print("  %-12s %10.0f %12d %10.3f %12.2f %8s" % (st, dt / max(dn, 1), dn, dt / 1e9 / float(secs),
+      int(ticks) / int(hz) / float(secs), g))
+EOF
+    done
+    sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
+fi
+
+if [ -z "$ONLY" ] || [ "$ONLY" = 2 ]; then
+    echo "== 2. iperf3 throughput by stage, followed / untraced (${SECS}s runs, $ROUNDS rounds)"
+    for r in $(seq "$ROUNDS"); do
+        b0=$(tcp_gbps)
+        line=""
+        declare -A got=()
+        for st in $STAGES; do
+            start_follow "$st"
+            got[$st]=$(tcp_gbps)
+            stop_follow
+        done
+        b1=$(tcp_gbps)
+        for st in $STAGES; do
+            line="$line $(python3 -c "print('%s %.3f' % ('$st', ${got[$st]} / (($b0 + $b1) / 2)))")"
+        done
+        echo "  round $r: untraced $b0 / $b1 Gbit/s; ratio by stage:$line"
+        unset got
+    done
+fi
