@@ -4,7 +4,8 @@
 # headers, fingerprint, decide whether the packet is followed, reserve a
 # ring-buffer record, write the event (and the reader then decodes,
 # correlates and writes JSON). SKBTRACE_STOP_AFTER=STAGE makes them stop
-# after one stage, so each run here adds one stage to the last:
+# after one stage (`decode`: the programs do everything and the reader only
+# decodes each event), so each run here adds one stage to the last:
 #   1. per stage, kernel.bpf_stats: ns per program run and the programs'
 #      share of a CPU, and skbtrace's own CPU (the reader);
 #   2. per stage, iperf3 TCP throughput between two netns over a veth pair
@@ -23,31 +24,23 @@ for t in ip iperf3 bpftool python3; do
 done
 cargo build --release --bins -p tracer >/dev/null
 SKB=target/release/skbtrace
-STAGES="entry locate fingerprint follow reserve full"
+STAGES="entry locate fingerprint follow reserve decode full"
 NS1=skbstage1-$$; NS2=skbstage2-$$; A=sbsa$$; B=sbsb$$
 TMP=$(mktemp -d)
+NET=10.233.0
 SKB_PID=""; SRV_PID=""
 STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+# shellcheck source=bench/lib/veth-pair.sh
+. bench/lib/veth-pair.sh
 cleanup() {
     [ -n "$SKB_PID" ] && kill -INT "$SKB_PID" 2>/dev/null && wait "$SKB_PID" 2>/dev/null || true
-    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null || true
     sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS" || true
-    ip netns del "$NS1" 2>/dev/null || true
-    ip netns del "$NS2" 2>/dev/null || true
+    veth_pair_down
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-ip netns add "$NS1"; ip netns add "$NS2"
-ip link add "$A" netns "$NS1" type veth peer name "$B" netns "$NS2"
-ip -n "$NS1" addr add 10.233.0.1/24 dev "$A"; ip -n "$NS2" addr add 10.233.0.2/24 dev "$B"
-ip -n "$NS1" link set "$A" up; ip -n "$NS2" link set "$B" up
-ip netns exec "$NS2" iperf3 -s -D -I "$TMP/iperf.pid" >/dev/null
-sleep 0.5; SRV_PID=$(cat "$TMP/iperf.pid")
+veth_pair_up
 
-tcp_gbps() {
-    ip netns exec "$NS1" iperf3 -c 10.233.0.2 -t "$SECS" -J \
-        | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))'
-}
 prog_ids() { bpftool prog show --json | python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(sys.stdin)))'; }
 start_follow() { # start_follow STAGE: follows A with the programs stopping after STAGE
     local st=$1

@@ -28,27 +28,19 @@ SKB=target/release/skbtrace
 BLAST=target/release/examples/udp_blast
 NS1=skbbench1-$$; NS2=skbbench2-$$; A=sbba$$; B=sbbb$$
 TMP=$(mktemp -d)
+NET=10.231.0
 SKB_PID=""; SRV_PID=""; SPIN_PID=""
+# shellcheck source=bench/lib/veth-pair.sh
+. bench/lib/veth-pair.sh
 cleanup() {
     [ -n "$SKB_PID" ] && kill -INT "$SKB_PID" 2>/dev/null || true
     [ -n "$SPIN_PID" ] && kill "$SPIN_PID" 2>/dev/null || true
-    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null || true
-    ip netns del "$NS1" 2>/dev/null || true
-    ip netns del "$NS2" 2>/dev/null || true
+    veth_pair_down
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-ip netns add "$NS1"; ip netns add "$NS2"
-ip link add "$A" netns "$NS1" type veth peer name "$B" netns "$NS2"
-ip -n "$NS1" addr add 10.231.0.1/24 dev "$A"; ip -n "$NS2" addr add 10.231.0.2/24 dev "$B"
-ip -n "$NS1" link set "$A" up; ip -n "$NS2" link set "$B" up
-ip netns exec "$NS2" iperf3 -s -D -I "$TMP/iperf.pid" >/dev/null
-sleep 0.5; SRV_PID=$(cat "$TMP/iperf.pid")
+veth_pair_up
 
-tcp_gbps() {
-    ip netns exec "$NS1" iperf3 -c 10.231.0.2 -t "$SECS" -J \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
-}
 start_follow() { # start_follow JSONFILE [follow options]
     local out=$1; shift
     # shellcheck disable=SC2086 # FOLLOW_ARGS is a list of options
@@ -122,7 +114,7 @@ for rate in 100000 1000000; do
     start_follow "$TMP/udp.jsonl"
     blasts=()
     for s in $(seq "$SENDERS"); do
-        ip netns exec "$NS1" "$BLAST" 10.231.0.2:9 $((rate / SENDERS)) "$SECS" >"$TMP/blast.$s" &
+        ip netns exec "$NS1" "$BLAST" "$NET.2:9" $((rate / SENDERS)) "$SECS" >"$TMP/blast.$s" &
         blasts+=($!)
     done
     wait "${blasts[@]}"

@@ -175,7 +175,7 @@ pub struct Config {
     pub wake_all_bytes: u32,
     /// 0: the programs do all their work. Otherwise a [`stage`]: they stop
     /// after it and write no event (`bench/stages.sh` measures what each
-    /// stage costs this way).
+    /// stage costs this way); [`stage::DECODE`] stops the reader instead.
     pub stop_after: u32,
     pub _pad: u32,
     pub offsets: Offsets,
@@ -193,14 +193,18 @@ pub mod stage {
     pub const FOLLOW: u32 = 4;
     /// A ring-buffer record reserved, then discarded unread.
     pub const RESERVE: u32 = 5;
+    /// Not a kernel stage: the programs do all their work, and the reader
+    /// decodes each event and drops it (no correlation, no output).
+    pub const DECODE: u32 = 6;
 
     /// Names as `SKBTRACE_STOP_AFTER` takes them, in stage order.
-    pub const NAMES: [(&str, u32); 5] = [
+    pub const NAMES: [(&str, u32); 6] = [
         ("entry", ENTRY),
         ("locate", LOCATE),
         ("fingerprint", FINGERPRINT),
         ("follow", FOLLOW),
         ("reserve", RESERVE),
+        ("decode", DECODE),
     ];
 }
 

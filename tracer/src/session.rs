@@ -114,6 +114,8 @@ pub struct Session {
     pub report: AttachReport,
     pub drop_reasons: HashMap<u32, String>,
     pub offsets: probes::Offsets,
+    /// `SKBTRACE_STOP_AFTER` (0 when unset).
+    pub stop_after: u32,
 }
 
 /// Formats an error with its sources, shortened to one readable line: a
@@ -163,7 +165,7 @@ pub fn stop_after_from_env() -> anyhow::Result<u32> {
     let st = parse_stop_after(v.as_deref())?;
     if st != 0 {
         log::warn!(
-            "SKBTRACE_STOP_AFTER={}: the probes stop after that stage and write no events (a benchmark setting)",
+            "SKBTRACE_STOP_AFTER={}: a benchmark setting; events stop at that stage and no timelines are made",
             v.unwrap_or_default()
         );
     }
@@ -296,6 +298,7 @@ impl Session {
             report,
             drop_reasons,
             offsets,
+            stop_after,
         })
     }
 
@@ -586,11 +589,18 @@ mod tests {
     fn stop_after_takes_stage_names_in_order_and_rejects_others() {
         assert_eq!(parse_stop_after(None).unwrap(), 0);
         assert_eq!(parse_stop_after(Some("")).unwrap(), 0);
-        let got: Vec<u32> = ["entry", "locate", "fingerprint", "follow", "reserve"]
-            .iter()
-            .map(|n| parse_stop_after(Some(n)).unwrap())
-            .collect();
-        assert_eq!(got, [1, 2, 3, 4, 5]);
+        let got: Vec<u32> = [
+            "entry",
+            "locate",
+            "fingerprint",
+            "follow",
+            "reserve",
+            "decode",
+        ]
+        .iter()
+        .map(|n| parse_stop_after(Some(n)).unwrap())
+        .collect();
+        assert_eq!(got, [1, 2, 3, 4, 5, 6]);
         let e = parse_stop_after(Some("write")).unwrap_err().to_string();
         assert!(
             e.contains("`write` is not a stage") && e.contains("entry, locate"),

@@ -1,0 +1,27 @@
+# Sourced by bench/trace.sh and bench/stages.sh: two network namespaces
+# joined by a veth pair, with an iperf3 server in the second.
+# Set before calling: NS1 NS2 (netns names), A B (the veth ends), NET (the
+# /24 prefix, e.g. 10.231.0), TMP (a scratch directory), SECS (iperf3 run
+# length). veth_pair_up sets SRV_PID.
+
+veth_pair_up() {
+    ip netns add "$NS1"; ip netns add "$NS2"
+    ip link add "$A" netns "$NS1" type veth peer name "$B" netns "$NS2"
+    ip -n "$NS1" addr add "$NET.1/24" dev "$A"; ip -n "$NS2" addr add "$NET.2/24" dev "$B"
+    ip -n "$NS1" link set "$A" up; ip -n "$NS2" link set "$B" up
+    ip netns exec "$NS2" iperf3 -s -D -I "$TMP/iperf.pid" >/dev/null
+    sleep 0.5; SRV_PID=$(cat "$TMP/iperf.pid")
+}
+
+# Ends only what veth_pair_up made: its iperf3 server and both netns.
+veth_pair_down() {
+    if [ -n "${SRV_PID:-}" ]; then kill "$SRV_PID" 2>/dev/null || true; fi
+    ip netns del "$NS1" 2>/dev/null || true
+    ip netns del "$NS2" 2>/dev/null || true
+}
+
+# iperf3 TCP from NS1 to NS2 for SECS seconds: Gbit/s received.
+tcp_gbps() {
+    ip netns exec "$NS1" iperf3 -c "$NET.2" -t "$SECS" -J \
+        | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 3))'
+}
