@@ -289,13 +289,15 @@ pub async fn drain(
     mut on_record: impl FnMut(&[u8]) -> ControlFlow<()>,
     mut on_tick: impl FnMut() -> ControlFlow<()>,
 ) -> anyhow::Result<Stop> {
+    // First, so Ctrl-C from here on detaches cleanly (the caller has said
+    // it is ready) and so a nice value set below means these are in place.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let _monitor = start_priority(nice, ring.as_raw_fd(), ring_bytes);
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
     // for as long as the AsyncFd owns the RingBuf.
     let mut fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow::anyhow!("watching the ring buffer for events: {e}"))?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = async {
         match duration {
             Some(d) => tokio::time::sleep(d).await,
