@@ -1281,6 +1281,47 @@ fn follow_dropped_packet_ends_at_the_drop_with_its_reason() {
 }
 
 #[test]
+fn ctrl_c_at_once_after_the_ready_line_still_stops_cleanly() {
+    if !require_root("ctrl_c_at_once_after_the_ready_line_still_stops_cleanly") {
+        return;
+    }
+    // The ready line promises that Ctrl-C now stops cleanly: signals are
+    // caught before it is printed, not when the reader starts a moment
+    // later (a SIGINT in between used to kill skbtrace outright, with the
+    // JSON left without its summary).
+    let dir = std::env::temp_dir().join(format!("skbtrace-ctrlc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("t.jsonl");
+    for (i, sig) in [Signal::SIGINT, Signal::SIGTERM]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        let mut t = start(
+            &["follow", "--dev", "lo", "--json", json.to_str().unwrap()],
+            READY,
+            ready_timeout(),
+        );
+        let f = t.stop(*sig);
+        assert!(
+            f.status.success(),
+            "run {i}, {sig:?} as soon as ready: exit {}\n{}",
+            f.status,
+            f.stderr
+        );
+        let text = std::fs::read_to_string(&json).expect("json written");
+        let recs = json_lines(&text);
+        assert_eq!(
+            recs.last().map(|r| r["type"].clone()),
+            Some("summary".into()),
+            "run {i}: the JSON ends with its summary"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn follow_writes_pcapng_and_json_that_survive_sigint() {
     if !require_root("follow_writes_pcapng_and_json_that_survive_sigint") {
         return;

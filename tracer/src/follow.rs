@@ -18,7 +18,7 @@ use timeline::{Correlator, CorrelatorConfig, Summary, Timeline};
 
 use crate::netdev::Target;
 use crate::session::{Session, SessionOptions, mono_to_realtime_ns};
-use crate::source::{ReaderNice, Stop, drain};
+use crate::source::{ReaderNice, Stop, Stops, drain};
 
 pub struct FollowOptions {
     pub target: Target,
@@ -212,6 +212,8 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         .into_iter()
         .map(|(p, m)| (p, m.to_string()))
         .collect();
+    let rt = crate::runtime()?;
+    let stops = Stops::catch(&rt, opts.duration)?;
     if opts.tui.is_none() {
         eprintln!(
             "skbtrace: following packets first seen on {} (ifindex {}, netns {}); {} probe points attached. Ctrl-C to stop.",
@@ -241,10 +243,10 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         || sink_error.borrow().is_some() || opts.count.is_some_and(|c| *complete.borrow() >= c);
     let mut last_status = Instant::now();
     let mut last_events = 0u64;
-    let stop = crate::runtime()?.block_on(drain(
+    let stop = rt.block_on(drain(
         ring,
         u64::from(opts.ring_bytes),
-        opts.duration,
+        stops,
         Duration::from_millis(100),
         opts.nice,
         |bytes| {

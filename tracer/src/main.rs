@@ -17,7 +17,7 @@ use tracer::follow::{FollowOptions, follow};
 use tracer::netdev;
 use tracer::select;
 use tracer::session::{AttachReport, Session, SessionOptions};
-use tracer::source::{ReaderNice, Stop, drain};
+use tracer::source::{ReaderNice, Stop, Stops, drain};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -401,6 +401,8 @@ fn cmd_events(
     let (nice, ring_bytes) = (ring.nice, u64::from(ring.ring_mib) << 20);
     let ring = session.take_ring()?;
     let session_drop_reasons = session.drop_reasons.clone();
+    let rt = tracer::runtime()?;
+    let stops = Stops::catch(&rt, duration)?;
     eprintln!(
         "skbtrace: following packets first seen on {} (ifindex {}, netns {} inode {}); {} points attached. Ctrl-C to stop.",
         target.dev,
@@ -428,10 +430,10 @@ fn cmd_events(
     let mut first_ts = None;
     let mut n = 0u64;
     let mut bad = 0u64;
-    let stop = tracer::runtime()?.block_on(drain(
+    let stop = rt.block_on(drain(
         ring,
         ring_bytes,
-        duration,
+        stops,
         Duration::from_millis(200),
         nice,
         |bytes| {

@@ -276,23 +276,45 @@ fn start_priority(nice: ReaderNice, fd: std::os::fd::RawFd, ring_bytes: u64) -> 
     }
 }
 
+/// What ends a drain besides its callbacks: SIGINT and SIGTERM, caught
+/// from the moment this is made, and an optional deadline (counted from
+/// the start of the drain). Callers make it before they say they are
+/// ready, so a Ctrl-C right after that always ends in a clean stop
+/// (outputs flushed, programs detached), never in the default action.
+pub struct Stops {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    after: Option<Duration>,
+}
+
+impl Stops {
+    pub fn catch(rt: &tokio::runtime::Runtime, after: Option<Duration>) -> anyhow::Result<Self> {
+        let _in_rt = rt.enter();
+        Ok(Stops {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            after,
+        })
+    }
+}
+
 /// Calls `on_record` for each ring-buffer record and `on_tick` every
-/// `tick` until one says stop, the deadline passes, or a signal arrives.
-/// The calling thread's priority follows `nice` (see [`AutoNice`]);
+/// `tick` until one says stop or one of `stops` comes. The calling thread's priority follows `nice` (see [`AutoNice`]);
 /// `ring_bytes` is the ring's size.
 pub async fn drain(
     ring: RingBuf<MapData>,
     ring_bytes: u64,
-    duration: Option<Duration>,
+    stops: Stops,
     tick: Duration,
     nice: ReaderNice,
     mut on_record: impl FnMut(&[u8]) -> ControlFlow<()>,
     mut on_tick: impl FnMut() -> ControlFlow<()>,
 ) -> anyhow::Result<Stop> {
-    // First, so Ctrl-C from here on detaches cleanly (the caller has said
-    // it is ready) and so a nice value set below means these are in place.
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let Stops {
+        int: mut sigint,
+        term: mut sigterm,
+        after: duration,
+    } = stops;
     let _monitor = start_priority(nice, ring.as_raw_fd(), ring_bytes);
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
     // for as long as the AsyncFd owns the RingBuf.
