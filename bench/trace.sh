@@ -18,6 +18,7 @@
 #   FOLLOW_ARGS="--nice 0" adds options to every traced run.
 set -euo pipefail
 ONLY=${ONLY:-}
+unset SKBTRACE_STOP_AFTER # a stages.sh setting: this bench measures the whole pipeline
 FOLLOW_ARGS=${FOLLOW_ARGS:-}
 ROUNDS=${ROUNDS:-1}
 cd "$(dirname "$0")/.."
