@@ -10,12 +10,13 @@
 #      share of a CPU, and skbtrace's own CPU (the reader);
 #   2. per stage, iperf3 TCP throughput between two netns over a veth pair
 #      while followed, divided by untraced (the mean of the untraced runs
-#      before and after each round's stages).
+#      before and after each round's stages), and each stage's median over
+#      the rounds. On a shared VM one round says little: keep ROUNDS >= 4.
 # Usage: sudo bench/stages.sh [seconds per run, default 8]
-#   ROUNDS=N repeats section 2 (default 2); ONLY=1 or ONLY=2 runs one section.
+#   ROUNDS=N repeats section 2 (default 4); ONLY=1 or ONLY=2 runs one section.
 set -euo pipefail
 ONLY=${ONLY:-}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-4}
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces, BPF)" >&2; exit 2; }
@@ -103,9 +104,19 @@ if [ -z "$ONLY" ] || [ "$ONLY" = 2 ]; then
         done
         b1=$(tcp_gbps)
         for st in $STAGES; do
-            line="$line $(python3 -c "print('%s %.3f' % ('$st', ${got[$st]} / (($b0 + $b1) / 2)))")"
+            ratio=$(python3 -c "print('%.3f' % (${got[$st]} / (($b0 + $b1) / 2)))")
+            line="$line $st $ratio"
+            echo "$st $ratio" >>"$TMP/ratios"
         done
         echo "  round $r: untraced $b0 / $b1 Gbit/s; ratio by stage:$line"
         unset got
     done
+    python3 - "$TMP/ratios" $STAGES <<'EOF'
+import statistics, sys
+got = {}
+for line in open(sys.argv[1]):
+    st, r = line.split()
+    got.setdefault(st, []).append(float(r))
+print("  median over rounds:" + "".join(" %s %.3f" % (st, statistics.median(got[st])) for st in sys.argv[2:]))
+EOF
 fi
