@@ -31,8 +31,8 @@ TMP=$(mktemp -d)
 NET=10.233.0
 SKB_PID=""; SRV_PID=""
 STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
-# shellcheck source=bench/lib/veth-pair.sh
-. bench/lib/veth-pair.sh
+# shellcheck source=bench/lib/veth-follow.sh
+. bench/lib/veth-follow.sh
 cleanup() {
     [ -n "$SKB_PID" ] && kill -INT "$SKB_PID" 2>/dev/null && wait "$SKB_PID" 2>/dev/null || true
     sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS" || true
@@ -46,16 +46,14 @@ prog_ids() { bpftool prog show --json | python3 -c 'import json,sys; print(" ".j
 start_follow() { # start_follow STAGE: follows A with the programs stopping after STAGE
     local st=$1
     [ "$st" = full ] && st=""
-    SKBTRACE_STOP_AFTER=$st "$SKB" follow --dev "$A" --netns "$NS1" --json "$TMP/out.json" >/dev/null 2>"$TMP/follow.err" &
-    SKB_PID=$!
-    for _ in $(seq 100); do grep -q "following packets" "$TMP/follow.err" && return; sleep 0.1; done
-    echo "skbtrace did not start:"; cat "$TMP/follow.err"; exit 1
+    export SKBTRACE_STOP_AFTER=$st
+    follow_start "$TMP/out.json"
+    unset SKBTRACE_STOP_AFTER
 }
 stop_follow() {
-    kill -INT "$SKB_PID"; wait "$SKB_PID" || true; SKB_PID=""
+    follow_stop
     rm -f "$TMP/out.json"
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
     echo "== 1. cost per program run by stage (kernel.bpf_stats; iperf3 ${SECS}s each)"

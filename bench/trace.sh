@@ -31,8 +31,8 @@ NS1=skbbench1-$$; NS2=skbbench2-$$; A=sbba$$; B=sbbb$$
 TMP=$(mktemp -d)
 NET=10.231.0
 SKB_PID=""; SRV_PID=""; SPIN_PID=""
-# shellcheck source=bench/lib/veth-pair.sh
-. bench/lib/veth-pair.sh
+# shellcheck source=bench/lib/veth-follow.sh
+. bench/lib/veth-follow.sh
 cleanup() {
     [ -n "$SKB_PID" ] && kill -INT "$SKB_PID" 2>/dev/null || true
     [ -n "$SPIN_PID" ] && kill "$SPIN_PID" 2>/dev/null || true
@@ -43,19 +43,10 @@ trap cleanup EXIT
 veth_pair_up
 
 start_follow() { # start_follow JSONFILE [follow options]
-    local out=$1; shift
     # shellcheck disable=SC2086 # FOLLOW_ARGS is a list of options
-    "$SKB" follow --dev "$A" --netns "$NS1" --json "$out" $FOLLOW_ARGS "$@" >/dev/null 2>"$TMP/follow.err" &
-    SKB_PID=$!
-    for _ in $(seq 100); do grep -q "following packets" "$TMP/follow.err" && return; sleep 0.1; done
-    echo "skbtrace did not start:"; cat "$TMP/follow.err"; exit 1
+    follow_start "$@" $FOLLOW_ARGS
 }
-stop_follow() {
-    kill -INT "$SKB_PID"; wait "$SKB_PID" || true; SKB_PID=""
-}
-cpu_ticks() { # cpu_ticks PID: user + system clock ticks so far
-    awk '{print $14 + $15}' "/proc/$1/stat"
-}
+stop_follow() { follow_stop; }
 cores() { # cores TICKS_BEFORE TICKS_AFTER: average cores over one iperf3 run
     python3 -c "print(round(($2 - $1) / $(getconf CLK_TCK) / $SECS, 2))"
 }

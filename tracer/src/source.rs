@@ -299,8 +299,9 @@ impl Stops {
 }
 
 /// Calls `on_record` for each ring-buffer record and `on_tick` every
-/// `tick` until one says stop or one of `stops` comes. The calling thread's priority follows `nice` (see [`AutoNice`]);
-/// `ring_bytes` is the ring's size.
+/// `tick` until one says stop or one of `stops` comes. The calling
+/// thread's priority follows `nice` (see [`AutoNice`]); `ring_bytes` is
+/// the ring's size.
 pub async fn drain(
     ring: RingBuf<MapData>,
     ring_bytes: u64,

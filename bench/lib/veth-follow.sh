@@ -1,8 +1,9 @@
 # Sourced by bench/trace.sh and bench/stages.sh: two network namespaces
-# joined by a veth pair, with an iperf3 server in the second.
+# joined by a veth pair, with an iperf3 server in the second, and skbtrace
+# following the first end.
 # Set before calling: NS1 NS2 (netns names), A B (the veth ends), NET (the
 # /24 prefix, e.g. 10.231.0), TMP (a scratch directory), SECS (iperf3 run
-# length). veth_pair_up sets SRV_PID.
+# length), SKB (the skbtrace binary). veth_pair_up sets SRV_PID.
 
 veth_pair_up() {
     ip netns add "$NS1"; ip netns add "$NS2"
@@ -24,4 +25,24 @@ veth_pair_down() {
 tcp_gbps() {
     ip netns exec "$NS1" iperf3 -c "$NET.2" -t "$SECS" -J \
         | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 3))'
+}
+
+# Starts `$SKB follow` on A in NS1 in the background, writing JSON to $1
+# (more follow options after it), and waits for its ready line; sets
+# SKB_PID. Variables exported by the caller reach skbtrace.
+follow_start() {
+    local out=$1; shift
+    "$SKB" follow --dev "$A" --netns "$NS1" --json "$out" "$@" >/dev/null 2>"$TMP/follow.err" &
+    SKB_PID=$!
+    for _ in $(seq 100); do grep -q "following packets" "$TMP/follow.err" && return; sleep 0.1; done
+    echo "skbtrace did not start:"; cat "$TMP/follow.err"; exit 1
+}
+
+# Stops it as Ctrl-C would (outputs flushed) and waits for it.
+follow_stop() {
+    kill -INT "$SKB_PID"; wait "$SKB_PID" || true; SKB_PID=""
+}
+
+cpu_ticks() { # cpu_ticks PID: user + system clock ticks so far
+    awk '{print $14 + $15}' "/proc/$1/stat"
 }
