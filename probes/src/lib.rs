@@ -13,6 +13,11 @@ pub const EVENT_VERSION: u16 = 2;
 /// skb has one, else from the L3 header).
 pub const CAPTURE_LEN: usize = 128;
 
+/// Events per ring-buffer record at most: the kernel writes events in
+/// per-CPU batches, and a record is 1 to BATCH_EVENTS events back to back.
+pub const BATCH_EVENTS: usize = 16;
+const _: () = assert!(BATCH_EVENTS.is_power_of_two());
+
 /// Number of slots in the per-probe statistics array. Probe ids are below it.
 pub const MAX_PROBES: u32 = 128;
 

@@ -682,6 +682,113 @@ fn auto_nice_raises_the_reader_while_the_ring_fills() {
     assert_eq!(back, Some(19), "at nice 19 again, in /proc");
 }
 
+// ---- event batches: the kernel writes events per CPU, in batches ----
+
+#[test]
+fn events_from_every_cpu_come_out_in_time_order() {
+    if !require_root("events_from_every_cpu_come_out_in_time_order") {
+        return;
+    }
+    let topo = TwoNs::new("226.0");
+    let ns1 = &topo.ns1.name;
+    let mut t = start(
+        &["events", "--json", "--dev", &topo.veth.a, "--netns", ns1],
+        READY,
+        ready_timeout(),
+    );
+    // One flood per CPU at once: each CPU fills its own batches, and the
+    // records of different CPUs reach the ring in no particular order.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|sc| {
+        for cpu in 0..cpus {
+            let topo = &topo;
+            sc.spawn(move || {
+                topo.ns1.run(
+                    "taskset",
+                    &[
+                        "-c",
+                        &cpu.to_string(),
+                        "ping",
+                        "-f",
+                        "-c",
+                        "2000",
+                        "-W",
+                        "1",
+                        &topo.ip2,
+                    ],
+                );
+            });
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let f = t.stop(Signal::SIGINT);
+    assert!(f.status.success(), "exit {}\n{}", f.status, f.stderr);
+    let evs = json_lines(&f.stdout);
+    assert!(
+        evs.len() >= 2000 * cpus,
+        "{} events for {cpus} floods of 2000 pings:\n{}",
+        evs.len(),
+        f.stderr
+    );
+    let seen: HashSet<u64> = evs.iter().filter_map(|e| e["cpu"].as_u64()).collect();
+    assert_eq!(seen.len(), cpus, "events from every CPU: {seen:?}");
+    let ts: Vec<u64> = evs
+        .iter()
+        .map(|e| e["ts_ns"].as_u64().unwrap_or(0))
+        .collect();
+    let back = ts.windows(2).position(|w| w[1] < w[0]);
+    assert!(
+        back.is_none(),
+        "event {} of {} is older than the one before it: {} then {}",
+        back.unwrap_or(0) + 1,
+        ts.len(),
+        evs[back.unwrap_or(0)],
+        evs[back.unwrap_or(0) + 1]
+    );
+}
+
+#[test]
+fn a_lone_ping_reaches_the_output_without_more_traffic_or_a_signal() {
+    if !require_root("a_lone_ping_reaches_the_output_without_more_traffic_or_a_signal") {
+        return;
+    }
+    // Its few events fill no batch: only the periodic flush writes them,
+    // and `--count 1` must then end skbtrace by itself.
+    let topo = TwoNs::new("227.0");
+    let mut t = start(
+        &[
+            "follow",
+            "--json",
+            "-",
+            "--count",
+            "1",
+            "--timeout",
+            "500ms",
+            "--dev",
+            &topo.veth.a,
+            "--netns",
+            &topo.ns1.name,
+        ],
+        READY,
+        ready_timeout(),
+    );
+    topo.ns1.run("ping", &["-c", "1", "-W", "2", &topo.ip2]);
+    let f = t.wait(Duration::from_secs(10));
+    assert!(f.status.success(), "exit {}\n{}", f.status, f.stderr);
+    let recs = json_lines(&f.stdout);
+    let tl: Vec<&Value> = recs.iter().filter(|r| r["type"] == "timeline").collect();
+    assert!(
+        tl.iter().any(|r| r["complete"] == true
+            && r["summary"].as_str().unwrap_or("").contains("echo-")
+            && r["hops"].as_array().is_some_and(|h| h.len() >= 3)),
+        "a complete ICMP timeline of 3 or more hops: {recs:#?}"
+    );
+    assert_eq!(
+        recs.last().map(|r| r["type"].clone()),
+        Some("summary".into())
+    );
+}
+
 // ---- skbtrace follow: per-packet timelines (scenarios of the timelines issue) ----
 
 /// Runs `skbtrace follow --json - ARGS`, calls `traffic` once it is

@@ -1,6 +1,7 @@
 //! skbtrace's kernel side: thin entry points per probe point and attach
 //! method, all calling `on_skb`, which filters, fingerprints and emits one
-//! [`Event`] to the ring buffer.
+//! [`Event`], staged per CPU and written to the ring buffer in batches
+//! (staging.rs).
 //!
 //! Rust emits no CO-RE relocations, so every struct field is read through
 //! offsets that user space took from the running kernel's BTF (`CONFIG`).
@@ -76,8 +77,14 @@ macro_rules! cfg {
 /// 100 ms tick, so a quiet trace is still shown promptly.
 const WAKEUP_BYTES: u64 = 256 * 1024;
 
-/// A record's footprint in the ring: the event plus the ring's 8-byte header.
-const RECORD_BYTES: u64 = (size_of::<Event>() as u64 + 8 + 7) & !7;
+/// The footprint in the ring of a record of `events` events: the events
+/// plus the ring's 8-byte header.
+pub(crate) const fn record_bytes(events: usize) -> u64 {
+    ((events * size_of::<Event>()) as u64 + 8 + 7) & !7
+}
+
+/// A record's footprint in the ring: one event plus the ring's 8-byte header.
+pub(crate) const RECORD_BYTES: u64 = record_bytes(1);
 
 /// Forces a wakeup only for the record that carries the waiting data past a
 /// multiple of WAKEUP_BYTES. Waking on every record past the threshold (as
@@ -86,13 +93,14 @@ const RECORD_BYTES: u64 = (size_of::<Event>() as u64 + 8 + 7) & !7;
 /// iperf3. A crossing can be missed (another CPU reserved a record between
 /// this one's reserve and submit), so once a quarter of the ring waits,
 /// every record wakes the reader again: losing events costs more than IPIs.
+///
+/// `rec` is the record's footprint in the ring; `pending` says it is not
+/// in the ring yet (written with `output`, not reserved).
 #[inline(always)]
-pub(crate) fn wakeup_flags() -> u64 {
-    let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+pub(crate) fn wakeup_flags(rec: u64, pending: bool) -> u64 {
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64) + if pending { rec } else { 0 };
     let all = cfg!(wake_all_bytes) as u64;
-    if avail >= WAKEUP_BYTES
-        && (avail & (WAKEUP_BYTES - 1) < RECORD_BYTES || (all != 0 && avail >= all))
-    {
+    if avail >= WAKEUP_BYTES && (avail & (WAKEUP_BYTES - 1) < rec || (all != 0 && avail >= all)) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -184,6 +192,8 @@ pub(crate) fn bump(probe: u16, f: impl FnOnce(&mut ProbeStats)) {
 mod tracked;
 // Userspace datapaths (uprobes): see uprobe.rs.
 mod uprobe;
+// Events are written to the ring in per-CPU batches: see staging.rs.
+mod staging;
 
 /// What the first stage of `on_skb` learns about an skb.
 #[derive(Clone, Copy)]
@@ -511,23 +521,22 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
         return;
     }
 
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+    let Some(slot) = staging::begin() else {
         bump(probe, |s| s.lost += 1);
         return;
     };
     if stopped_after(stage::RESERVE) {
-        entry.discard(BPF_RB_NO_WAKEUP as u64);
+        staging::abandon(slot);
         return;
     }
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer slot
-    // of size_of::<Event>(); every field is written before submit.
+    let ev = slot.ev;
+    // SAFETY: `ev` points at this CPU's staging slot (staging.rs), owned
+    // until commit; every field but ts_ns (stamped by begin) is written here.
     unsafe {
         (*ev).version = EVENT_VERSION;
         (*ev).probe = probe;
         (*ev).method = meth;
         (*ev).flags = fl | if s.l2 != 0 { flags::L2 } else { 0 };
-        (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).skb = skb;
         (*ev).head = s.head;
         (*ev).fingerprint = fp;
@@ -580,8 +589,7 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
             }
         }
     }
-    entry.submit(wakeup_flags());
-    bump(probe, |s| s.emitted += 1);
+    staging::commit(slot, probe);
 }
 
 /// Whether this skb is followed: seen on the filter device, or already
@@ -746,7 +754,7 @@ fn on_sendmsg(meth: u8, len: u64) {
         (*ev).len = len as u32;
         (*ev).comm = bpf_get_current_comm().unwrap_or_default();
     }
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(RECORD_BYTES, false));
     bump(probe, |s| s.emitted += 1);
 }
 
@@ -854,3 +862,10 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+/// Never attached: user space runs it on each CPU in turn (test run) to
+/// write that CPU's partial batch (staging.rs).
+#[raw_tracepoint]
+pub fn skbtrace_flush(_ctx: RawTracePointContext) -> i32 {
+    staging::flush()
+}

@@ -353,7 +353,7 @@ fn on_frame(probe: u16, frame: u64, len: u32, ifindex: u32, batch: u32) {
             }
         }
     }
-    entry.submit(crate::wakeup_flags());
+    entry.submit(crate::wakeup_flags(crate::RECORD_BYTES, false));
     bump(probe, |s| s.emitted += 1);
 }
 
@@ -392,7 +392,7 @@ fn on_batch(probe: u16, batch: u32) {
         fill_common(ev, probe);
         (*ev).reason = batch;
     }
-    entry.submit(crate::wakeup_flags());
+    entry.submit(crate::wakeup_flags(crate::RECORD_BYTES, false));
     bump(probe, |s| s.emitted += 1);
 }
 

@@ -154,12 +154,6 @@ impl Sink for TuiSink {
     }
 }
 
-fn now_mono_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
 pub struct FollowResult {
     pub stop: Stop,
     pub summary: Summary,
@@ -245,6 +239,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
     let mut last_events = 0u64;
     let stop = rt.block_on(drain(
         ring,
+        session.flusher()?,
         u64::from(opts.ring_bytes),
         stops,
         Duration::from_millis(100),
@@ -265,7 +260,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
             }
             ControlFlow::Continue(())
         },
-        || {
+        |handed_until| {
             if opts.stop.load(Ordering::Relaxed) {
                 return ControlFlow::Break(());
             }
@@ -289,7 +284,9 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
                     }
                 }
             }
-            corr.borrow_mut().poll_each(now_mono_ns(), emit_one);
+            // Timeouts count from what has been handed over, not from
+            // now: newer events may still be in the kernel's batches.
+            corr.borrow_mut().poll_each(handed_until, emit_one);
             if sink_error.borrow().is_none()
                 && let Err(e) = sinks.borrow_mut().flush()
             {

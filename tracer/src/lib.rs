@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod follow;
 pub mod kallsyms;
 pub mod netdev;
+pub mod reorder;
 pub mod select;
 pub mod session;
 pub mod source;

@@ -432,6 +432,7 @@ fn cmd_events(
     let mut bad = 0u64;
     let stop = rt.block_on(drain(
         ring,
+        session.flusher()?,
         ring_bytes,
         stops,
         Duration::from_millis(200),
@@ -466,7 +467,7 @@ fn cmd_events(
                 ControlFlow::Continue(())
             }
         },
-        || {
+        |_| {
             let _ = out.borrow_mut().flush();
             ControlFlow::Continue(())
         },

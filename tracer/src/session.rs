@@ -100,6 +100,9 @@ impl AttachReport {
     }
 }
 
+/// The program that writes out each CPU's partial event batch.
+const FLUSH_PROG: &str = "skbtrace_flush";
+
 pub struct SessionOptions {
     pub target: Option<Target>,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
@@ -216,6 +219,11 @@ impl Session {
             .load(object)
             .context("loading skbtrace's eBPF object (maps and globals)")?;
 
+        // Never attached; see `source::Flusher`.
+        program_mut::<RawTracePoint>(&mut ebpf, FLUSH_PROG)
+            .and_then(|p| p.load().map_err(|e| error_line(&e)))
+            .map_err(|e| anyhow::anyhow!("loading the event-batch flush program: {e}"))?;
+
         let started = Instant::now();
         let mut points = Vec::new();
         let mut fentry_blocked: Option<String> = None;
@@ -309,6 +317,16 @@ impl Session {
             .take_map("EVENTS")
             .context("the EVENTS ring buffer was already taken")?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Flushes the programs' per-CPU event batches for `source::drain`.
+    pub fn flusher(&self) -> anyhow::Result<crate::source::Flusher<'_>> {
+        let p: &RawTracePoint = self
+            .ebpf
+            .program(FLUSH_PROG)
+            .context("no flush program in the eBPF object")?
+            .try_into()?;
+        crate::source::Flusher::new(p)
     }
 
     /// Per-probe counters summed over CPUs, for probes that ran.

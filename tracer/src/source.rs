@@ -4,9 +4,12 @@
 
 use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
+use aya::programs::{ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -199,6 +202,7 @@ const MONITOR_EVERY: Duration = Duration::from_millis(5);
 /// own at the boosted priority, so it runs however starved the reader is.
 fn spawn_monitor(
     positions: RingPositions,
+    unread: Arc<AtomicU64>,
     ring_bytes: u64,
     tid: libc::pid_t,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -212,7 +216,9 @@ fn spawn_monitor(
             set_nice_or_warn("ring monitor", me, AutoNice::BOOST, &mut warned);
             let mut auto = AutoNice::new(ring_bytes);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let waiting = positions.waiting();
+                // Events moved out of the ring but not yet handed on are
+                // as much behind as those still in it.
+                let waiting = positions.waiting() + unread.load(Ordering::Relaxed);
                 log::trace!("{waiting} bytes waiting");
                 if let Some(n) = auto.sample(waiting) {
                     log::debug!("{waiting} bytes waiting: event reader to nice {n}");
@@ -240,7 +246,12 @@ impl Drop for Monitor {
 
 /// Sets the calling thread's priority per `nice`, and for `auto` starts
 /// the thread that adjusts it.
-fn start_priority(nice: ReaderNice, fd: std::os::fd::RawFd, ring_bytes: u64) -> Option<Monitor> {
+fn start_priority(
+    nice: ReaderNice,
+    fd: std::os::fd::RawFd,
+    ring_bytes: u64,
+    unread: Arc<AtomicU64>,
+) -> Option<Monitor> {
     let mut warned = false;
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
@@ -252,7 +263,7 @@ fn start_priority(nice: ReaderNice, fd: std::os::fd::RawFd, ring_bytes: u64) -> 
         ReaderNice::Auto => {
             let started = RingPositions::map(fd).and_then(|pos| {
                 let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                spawn_monitor(pos, ring_bytes, tid, stop.clone()).map(|t| Monitor {
+                spawn_monitor(pos, unread, ring_bytes, tid, stop.clone()).map(|t| Monitor {
                     stop,
                     thread: Some(t),
                 })
@@ -298,25 +309,96 @@ impl Stops {
     }
 }
 
-/// Calls `on_record` for each ring-buffer record and `on_tick` every
-/// `tick` until one says stop or one of `stops` comes. The calling
-/// thread's priority follows `nice` (see [`AutoNice`]); `ring_bytes` is
-/// the ring's size.
+/// Writes each CPU's partial event batch to the ring by running the
+/// `skbtrace_flush` program on that CPU (see tracer-ebpf/src/staging.rs).
+pub struct Flusher<'a> {
+    prog: &'a RawTracePoint,
+    cpus: Vec<u32>,
+    warned: bool,
+}
+
+impl<'a> Flusher<'a> {
+    pub fn new(prog: &'a RawTracePoint) -> anyhow::Result<Self> {
+        let cpus =
+            aya::util::online_cpus().map_err(|(what, e)| anyhow::anyhow!("reading {what}: {e}"))?;
+        Ok(Flusher {
+            prog,
+            cpus,
+            warned: false,
+        })
+    }
+
+    /// True when every CPU's batch is in the ring now: then every event
+    /// stamped before this call started is in the ring.
+    fn flush(&mut self) -> bool {
+        let mut all = true;
+        for &cpu in &self.cpus {
+            // A CPU is busy only for the length of one event: retry at once.
+            let done = (0..4).any(|_| {
+                match self.prog.test_run(RawTracePointRunOptions {
+                    args: [0; 12],
+                    cpu: Some(cpu),
+                }) {
+                    Ok(r) => r.return_value == 0,
+                    Err(e) => {
+                        // ENXIO: the CPU went offline; its batch waits for it.
+                        let offline = matches!(&e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENXIO));
+                        if !offline && !self.warned {
+                            self.warned = true;
+                            log::warn!(
+                                "cannot flush CPU {cpu}'s event batch ({}); events wait up to {} s to be put in order",
+                                crate::session::error_line(&e),
+                                FLUSH_GIVE_UP.as_secs()
+                            );
+                        }
+                        offline
+                    }
+                }
+            });
+            all &= done;
+        }
+        all
+    }
+}
+
+/// How often each CPU's partial batch is flushed and the events up to the
+/// flush are handed on: what an event waits at most while traffic flows.
+const RELEASE_EVERY: Duration = Duration::from_millis(25);
+
+/// When flushes keep failing, events older than this are handed on anyway.
+const FLUSH_GIVE_UP: Duration = Duration::from_secs(1);
+
+fn now_mono_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Calls `on_record` with each event, in time order, and `on_tick` every
+/// `tick` with the time (CLOCK_MONOTONIC ns) up to which every event has
+/// been handed over, until one says stop or one of `stops` comes. When a
+/// signal or the deadline stops it, the events still in the kernel's
+/// batches are handed over first. The calling thread's priority follows
+/// `nice` (see [`AutoNice`]); `ring_bytes` is the ring's size.
+#[allow(clippy::too_many_arguments)]
 pub async fn drain(
     ring: RingBuf<MapData>,
+    mut flusher: Flusher<'_>,
     ring_bytes: u64,
     stops: Stops,
     tick: Duration,
     nice: ReaderNice,
     mut on_record: impl FnMut(&[u8]) -> ControlFlow<()>,
-    mut on_tick: impl FnMut() -> ControlFlow<()>,
+    mut on_tick: impl FnMut(u64) -> ControlFlow<()>,
 ) -> anyhow::Result<Stop> {
     let Stops {
         int: mut sigint,
         term: mut sigterm,
         after: duration,
     } = stops;
-    let _monitor = start_priority(nice, ring.as_raw_fd(), ring_bytes);
+    // Bytes in `pending`, for the `--nice auto` monitor.
+    let unread = Arc::new(AtomicU64::new(0));
+    let _monitor = start_priority(nice, ring.as_raw_fd(), ring_bytes, unread.clone());
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
     // for as long as the AsyncFd owns the RingBuf.
     let mut fd = unsafe { AsyncFd::register(ring) }
@@ -330,36 +412,62 @@ pub async fn drain(
     tokio::pin!(deadline);
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let mut releaser = tokio::time::interval(RELEASE_EVERY.min(tick));
+    releaser.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = crate::reorder::Reorder::default();
+    let mut watermark = now_mono_ns();
+    let take = |ring: &mut RingBuf<MapData>, pending: &mut crate::reorder::Reorder| {
+        while let Some(item) = ring.next() {
+            pending.push_record(&item);
+        }
+        unread.store(pending.bytes() as u64, Ordering::Relaxed);
+    };
+    // Flushes the kernel's batches and hands on everything up to then.
+    let mut release = |fd: &mut AsyncFd<RingBuf<MapData>>,
+                       pending: &mut crate::reorder::Reorder,
+                       watermark: &mut u64,
+                       last: bool| {
+        let t0 = now_mono_ns();
+        let flushed = flusher.flush();
+        take(fd.get_mut(), pending);
+        if last {
+            *watermark = u64::MAX;
+        } else if flushed {
+            *watermark = t0;
+        } else {
+            *watermark = (*watermark).max(t0.saturating_sub(FLUSH_GIVE_UP.as_nanos() as u64));
+        }
+        let flow = pending.release(*watermark, &mut on_record);
+        unread.store(pending.bytes() as u64, Ordering::Relaxed);
+        flow
+    };
+    let stopped = loop {
         tokio::select! {
-            _ = sigint.recv() => return Ok(Stop::Interrupted),
-            _ = sigterm.recv() => return Ok(Stop::Terminated),
-            _ = &mut deadline => return Ok(Stop::Deadline),
-            _ = ticker.tick() => {
-                // The programs wake us only for batches (see wakeup_flags
-                // in tracer-ebpf): collect what trickled in meanwhile.
-                let ring = fd.get_mut();
-                while let Some(item) = ring.next() {
-                    if on_record(&item).is_break() {
-                        return Ok(Stop::Done);
-                    }
+            _ = sigint.recv() => break Stop::Interrupted,
+            _ = sigterm.recv() => break Stop::Terminated,
+            _ = &mut deadline => break Stop::Deadline,
+            _ = releaser.tick() => {
+                if release(&mut fd, &mut pending, &mut watermark, false).is_break() {
+                    return Ok(Stop::Done);
                 }
-                if on_tick().is_break() {
+            }
+            _ = ticker.tick() => {
+                if on_tick(watermark.min(now_mono_ns())).is_break() {
                     return Ok(Stop::Done);
                 }
             }
             guard = fd.readable_mut() => {
+                // The programs wake us once per batch of records (see
+                // wakeup_flags in tracer-ebpf): move them out of the ring.
                 let mut guard = guard?;
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    if on_record(&item).is_break() {
-                        return Ok(Stop::Done);
-                    }
-                }
+                take(guard.get_inner_mut(), &mut pending);
                 guard.clear_ready();
             }
         }
-    }
+    };
+    // What the kernel still holds, and what waits here, is handed on.
+    let _ = release(&mut fd, &mut pending, &mut watermark, true);
+    Ok(stopped)
 }
 
 #[cfg(test)]
