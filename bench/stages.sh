@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where the cost of following a TCP stream goes, stage by stage. The skb
 # programs do their work in stages (tracer-ebpf on_skb): entry, locate the
-# headers, fingerprint, decide whether the packet is followed, reserve a
-# ring-buffer record, write the event (and the reader then decodes,
+# headers, fingerprint, decide whether the packet is followed, take a
+# slot in the CPU's event batch (`reserve`), write the event, the batch
+# written to the ring 16 events at a time (and the reader then decodes,
 # correlates and writes JSON). SKBTRACE_STOP_AFTER=STAGE makes them stop
 # after one stage (`decode`: the programs do everything and the reader only
 # decodes each event), so each run here adds one stage to the last:

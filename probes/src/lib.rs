@@ -196,7 +196,7 @@ pub mod stage {
     pub const FINGERPRINT: u32 = 3;
     /// Followed or not decided (the tracking tables updated).
     pub const FOLLOW: u32 = 4;
-    /// A ring-buffer record reserved, then discarded unread.
+    /// A slot in this CPU's event batch taken, then given back unwritten.
     pub const RESERVE: u32 = 5;
     /// Not a kernel stage: the programs do all their work, and the reader
     /// decodes each event and drops it (no correlation, no output).
