@@ -28,7 +28,11 @@ use aya_ebpf::{
 };
 use probes::{BATCH_EVENTS, Event};
 
-use crate::{EVENTS, RECORD_BYTES, bump, record_bytes, wakeup_flags};
+use crate::{
+    EVENTS, RECORD_BYTES, bump, record_bytes,
+    tracked::{load, store},
+    wakeup_flags,
+};
 
 /// Programs that can be in the middle of an event on one CPU at once
 /// beyond the outermost (softirq, hardirq, NMI).
@@ -52,19 +56,6 @@ pub struct Slot {
     st: *mut Stage,
     depth: u32,
     pub ev: *mut Event,
-}
-
-#[inline(always)]
-fn load(p: *const u32) -> u32 {
-    // SAFETY: callers pass a pointer into this CPU's STAGE value. Volatile:
-    // an interrupting program must see the stores in program order.
-    unsafe { core::ptr::read_volatile(p) }
-}
-
-#[inline(always)]
-fn store(p: *mut u32, v: u32) {
-    // SAFETY: as in load.
-    unsafe { core::ptr::write_volatile(p, v) }
 }
 
 /// A slot for one event, its `ts_ns` already stamped; None when nesting

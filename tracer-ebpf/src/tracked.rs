@@ -56,15 +56,18 @@ fn fp_index(fp: u64) -> u32 {
     (fp ^ (fp >> 32)) as u32 & (FP_SLOTS - 1)
 }
 
+/// A volatile load: another program on this CPU (an interrupt) or on
+/// another CPU may write the slot; also used by staging.rs.
 #[inline(always)]
-fn load(p: *const u64) -> u64 {
-    // SAFETY: callers pass a pointer into a live array map value.
+pub(crate) fn load<T: Copy>(p: *const T) -> T {
+    // SAFETY: callers pass a pointer into a live map value.
     unsafe { core::ptr::read_volatile(p) }
 }
 
+/// A volatile store; an aligned store of up to 8 bytes is not torn.
 #[inline(always)]
-fn store(p: *mut u64, v: u64) {
-    // SAFETY: as in load; an aligned 8-byte store is not torn.
+pub(crate) fn store<T: Copy>(p: *mut T, v: T) {
+    // SAFETY: as in load.
     unsafe { core::ptr::write_volatile(p, v) }
 }
 

@@ -17,6 +17,8 @@ pub struct Reorder {
     bytes: Vec<u8>,
     /// (timestamp, offset in `bytes`, length) per record.
     index: Vec<(u64, u32, u32)>,
+    /// `bytes`' previous buffer, reused to compact what is kept.
+    spare: Vec<u8>,
 }
 
 impl Reorder {
@@ -74,14 +76,15 @@ impl Reorder {
             }
         }
         // Keep what is newer than the watermark, compacted.
-        let mut bytes = Vec::with_capacity(self.bytes.capacity());
-        let mut index = Vec::with_capacity(self.index.capacity());
-        for &(ts, off, len) in &self.index[n..] {
-            index.push((ts, bytes.len() as u32, len));
-            bytes.extend_from_slice(&self.bytes[off as usize..(off + len) as usize]);
+        self.index.drain(..n);
+        self.spare.clear();
+        for (_, off, len) in &mut self.index {
+            let at = self.spare.len() as u32;
+            self.spare
+                .extend_from_slice(&self.bytes[*off as usize..(*off + *len) as usize]);
+            *off = at;
         }
-        self.bytes = bytes;
-        self.index = index;
+        std::mem::swap(&mut self.bytes, &mut self.spare);
         flow
     }
 }
