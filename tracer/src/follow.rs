@@ -121,7 +121,10 @@ impl Drop for Outputs {
     }
 }
 
-/// Output buffers: sinks are flushed every drain tick (100 ms) anyway, so
+/// How often the kernel's per-probe counters are read while following.
+const STATS_EVERY: Duration = Duration::from_millis(100);
+
+/// Output buffers: sinks are flushed every drain tick (25 ms) anyway, so
 /// a large buffer only saves write calls (several per tick at 8 KiB).
 const OUT_BUF: usize = 256 * 1024;
 
@@ -237,12 +240,18 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         || sink_error.borrow().is_some() || opts.count.is_some_and(|c| *complete.borrow() >= c);
     let mut last_status = Instant::now();
     let mut last_events = 0u64;
+    let mut last_stats = Instant::now();
+    // Losses per probe as last read, for the TUI's status line.
+    let mut lost_per_probe: Vec<(String, u64)> = vec![];
     let stop = rt.block_on(drain(
         ring,
         session.flusher()?,
         u64::from(opts.ring_bytes),
         stops,
-        Duration::from_millis(100),
+        // Timelines are emitted each time events are handed on: the
+        // shorter packets wait, the fewer are open at once and the more of
+        // them are still in the CPU's caches when they are written out.
+        crate::source::RELEASE_EVERY,
         opts.nice,
         |bytes| {
             match timeline::decode::decode(bytes) {
@@ -273,8 +282,11 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
                 }
                 log::warn!("{msg}");
             }
-            let mut lost_per_probe = vec![];
-            if let Ok(stats) = session.stats() {
+            if last_stats.elapsed() >= STATS_EVERY
+                && let Ok(stats) = session.stats()
+            {
+                last_stats = Instant::now();
+                lost_per_probe.clear();
                 let mut c = corr.borrow_mut();
                 for (id, s) in stats {
                     c.note_lost(id, s.lost);
@@ -301,7 +313,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
                 last_status = Instant::now();
                 let _ = tx.send(tui::Input::Status(tui::Status {
                     events_per_sec: rate,
-                    lost_per_probe,
+                    lost_per_probe: lost_per_probe.clone(),
                     probes: probes_attached.clone(),
                     source: format!("live: {}", opts.target.dev),
                 }));

@@ -363,7 +363,7 @@ impl<'a> Flusher<'a> {
 
 /// How often each CPU's partial batch is flushed and the events up to the
 /// flush are handed on: what an event waits at most while traffic flows.
-const RELEASE_EVERY: Duration = Duration::from_millis(25);
+pub const RELEASE_EVERY: Duration = Duration::from_millis(25);
 
 /// When flushes keep failing, events older than this are handed on anyway.
 const FLUSH_GIVE_UP: Duration = Duration::from_secs(1);
