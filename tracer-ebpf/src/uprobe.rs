@@ -21,7 +21,7 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
         bpf_probe_read_user, bpf_probe_read_user_buf, generated::bpf_get_attach_cookie,
     },
     macros::{map, uprobe, uretprobe},
@@ -30,7 +30,7 @@ use aya_ebpf::{
 };
 use probes::{CAPTURE_LEN, EVENT_VERSION, Event, MAX_PROBES, fingerprint, flags, method};
 
-use crate::{CONFIG, EVENTS, bump, read, tracked};
+use crate::{CONFIG, bump, read, staging, tracked};
 
 /// Frames looked at per sendmmsg/recvmmsg call; the rest of a larger batch
 /// is counted in the event's `reason` (batch size) but not fingerprinted.
@@ -290,16 +290,17 @@ fn frame_fingerprint(frame: u64) -> (u16, u64) {
 /// Fills the task and time fields every uprobe event has.
 ///
 /// # Safety
-/// `ev` points at an exclusively owned, reserved ring-buffer slot.
+/// `ev` is a slot from `staging::begin` (its `ts_ns` is kept).
 #[inline(always)]
 unsafe fn fill_common(ev: *mut Event, probe: u16) {
     // SAFETY: the caller's contract; every field is written by the caller or here.
     unsafe {
+        let ts = (*ev).ts_ns;
         core::ptr::write_bytes(ev, 0, 1);
         (*ev).version = EVENT_VERSION;
         (*ev).probe = probe;
         (*ev).method = method::UPROBE;
-        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).ts_ns = ts;
         let pid_tgid = bpf_get_current_pid_tgid();
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).tid = pid_tgid as u32;
@@ -320,12 +321,12 @@ fn on_frame(probe: u16, frame: u64, len: u32, ifindex: u32, batch: u32) {
     if cfg!(filter_enabled) != 0 && !tracked::fp_contains(fp) {
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+    let Some(slot) = staging::begin() else {
         bump(probe, |s| s.lost += 1);
         return;
     };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: exclusively owned ring-buffer slot of size_of::<Event>().
+    let ev = slot.ev;
+    // SAFETY: this CPU's event slot (staging.rs), owned until commit.
     unsafe {
         fill_common(ev, probe);
         (*ev).flags = flags::L2;
@@ -353,8 +354,7 @@ fn on_frame(probe: u16, frame: u64, len: u32, ifindex: u32, batch: u32) {
             }
         }
     }
-    entry.submit(crate::wakeup_flags(crate::RECORD_BYTES, false));
-    bump(probe, |s| s.emitted += 1);
+    staging::commit(slot, probe);
 }
 
 /// The frame a msghdr describes: its first iovec, or the second when the
@@ -382,18 +382,17 @@ fn on_batch(probe: u16, batch: u32) {
     if batch == 0 {
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+    let Some(slot) = staging::begin() else {
         bump(probe, |s| s.lost += 1);
         return;
     };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: exclusively owned ring-buffer slot.
+    let ev = slot.ev;
+    // SAFETY: this CPU's event slot (staging.rs), owned until commit.
     unsafe {
         fill_common(ev, probe);
         (*ev).reason = batch;
     }
-    entry.submit(crate::wakeup_flags(crate::RECORD_BYTES, false));
-    bump(probe, |s| s.emitted += 1);
+    staging::commit(slot, probe);
 }
 
 /// `f(const u8 *frame, u32 len, ...)`: skbtrace-fwd's skbtrace_fwd_rx/tx
