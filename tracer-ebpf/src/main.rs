@@ -6,9 +6,6 @@
 //! Rust emits no CO-RE relocations, so every struct field is read through
 //! offsets that user space took from the running kernel's BTF (`CONFIG`).
 #![no_std]
-// atomic_xadd (staging.rs); the build sets RUSTC_BOOTSTRAP for build-std anyway.
-#![allow(internal_features)]
-#![feature(core_intrinsics)]
 #![no_main]
 
 use core::{ffi::c_void, mem::MaybeUninit};
@@ -16,7 +13,8 @@ use core::{ffi::c_void, mem::MaybeUninit};
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, generated,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        generated,
     },
     macros::{btf_tracepoint, fentry, kprobe, map, raw_tracepoint},
     maps::{PerCpuArray, RingBuf},
@@ -736,21 +734,19 @@ fn on_sendmsg(meth: u8, len: u64) {
     if cfg!(filter_enabled) != 0 {
         return;
     }
-    let Some(slot) = staging::begin() else {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(probe, |s| s.lost += 1);
         return;
     };
-    let ev = slot.ev;
-    // SAFETY: this CPU's event slot (staging.rs), owned until commit;
-    // every field is written (ts_ns by begin).
+    let ev = entry.as_mut_ptr();
+    // SAFETY: exclusively owned ring-buffer slot; every field is written.
     unsafe {
-        let ts = (*ev).ts_ns;
         core::ptr::write_bytes(ev, 0, 1);
         (*ev).version = EVENT_VERSION;
         (*ev).probe = probe;
         (*ev).method = meth;
         (*ev).flags = flags::NO_SKB;
-        (*ev).ts_ns = ts;
+        (*ev).ts_ns = bpf_ktime_get_ns();
         let pid_tgid = bpf_get_current_pid_tgid();
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).tid = pid_tgid as u32;
@@ -758,7 +754,8 @@ fn on_sendmsg(meth: u8, len: u64) {
         (*ev).len = len as u32;
         (*ev).comm = bpf_get_current_comm().unwrap_or_default();
     }
-    staging::commit(slot, probe);
+    entry.submit(wakeup_flags(RECORD_BYTES, false));
+    bump(probe, |s| s.emitted += 1);
 }
 
 #[fentry]
@@ -846,7 +843,7 @@ tp_probe!(
 // reached its socket, where its life as a packet ends (as at
 // tcp_queue_rcv). Marked END: TCP frees these skbs with __kfree_skb, which
 // has no tracepoint, so nothing later would close them, and their
-// addresses would stay followed until another skb's entry overwrote them.
+// addresses would stay followed until the LRU map evicts them.
 tp_probe!(
     tb_tcp_probe,
     rt_tcp_probe,

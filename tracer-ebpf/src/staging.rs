@@ -14,26 +14,17 @@
 //! CPUs then arrive out of time order, and user space sorts them: see
 //! `tracer::source` for how a flush tells it which events are complete.
 //!
-//! Nesting and preemption: a program can interrupt another on the same
-//! CPU (a softirq over process context, the flush's IPI over anything), or
-//! on a preemptible kernel be preempted by a task that runs another one.
-//! `depth` counts the programs in the middle of an event on this CPU. Each
-//! adds 1 atomically and then reads it: reading 1 means no other is in
-//! flight, and only such an outermost program writes to the batch. The
-//! others reserve their own ring record at once. The counter does not
-//! assume programs finish in the order they began (a preempted one can
-//! finish last); each takes back only its own 1. The flush refuses to touch
-//! a CPU whose depth is not 0 (user space retries on the next tick). Each
-//! event takes its timestamp after raising `depth`, which is what lets a
-//! successful flush vouch for every event stamped before it started.
-
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+//! Nesting: a program can interrupt another on the same CPU (a softirq
+//! over process context, the flush's IPI over anything). `depth` counts
+//! the programs in the middle of an event on this CPU. Only the outermost
+//! writes to the batch; a nested one writes its event to `nested` and
+//! outputs it alone at once. The flush refuses to touch a CPU whose depth
+//! is not 0 (user space retries on the next tick). Each event takes its
+//! timestamp after raising `depth`, which is what lets a successful flush
+//! vouch for every event stamped before it started.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
-    helpers::bpf_ktime_get_ns,
-    macros::map,
-    maps::{PerCpuArray, ring_buf::RingBufEntry},
+    bindings::BPF_RB_NO_WAKEUP, helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray,
 };
 use probes::{BATCH_EVENTS, Event};
 
@@ -43,65 +34,51 @@ use crate::{
     wakeup_flags,
 };
 
+/// Programs that can be in the middle of an event on one CPU at once
+/// beyond the outermost (softirq, hardirq, NMI).
+const NESTED: usize = 4;
+
 #[repr(C)]
 pub struct Stage {
     /// Events staged in `batch`.
     n: u32,
-    _pad: u32,
-    /// Programs in the middle of an event on this CPU (see above). A u64:
-    /// the BPF target has 64-bit atomics only.
-    depth: u64,
+    /// Programs in the middle of an event on this CPU (see above).
+    depth: u32,
     batch: [Event; BATCH_EVENTS],
+    nested: [Event; NESTED],
 }
 
 #[map]
 static STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
 
-/// An event being written: from [`begin`] to [`commit`].
+/// A staged event being written: from [`begin`] to [`commit`].
 pub struct Slot {
     st: *mut Stage,
-    /// Not the outermost program: the event's own ring record.
-    rec: Option<RingBufEntry<Event>>,
+    depth: u32,
     pub ev: *mut Event,
 }
 
-/// Adds `v` to this CPU's depth in one instruction (a task preempted
-/// between a load and a store would undo another's change).
-///
-/// # Safety
-/// `st` is this CPU's STAGE value.
-#[inline(always)]
-unsafe fn depth_add(st: *mut Stage, v: u64) {
-    // core's AtomicU64 has no fetch_add on the BPF target (no compare-and-
-    // swap there); the intrinsic with its result unused is one BPF atomic
-    // add, which every kernel this runs on has.
-    // SAFETY: the caller's contract; an aligned u64 in map memory.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*st).depth, v) };
-}
-
-/// A slot for one event, its `ts_ns` already stamped; None when a nested
-/// event finds the ring full (counted lost by the caller).
+/// A slot for one event, its `ts_ns` already stamped; None when nesting
+/// is deeper than anything the kernel does (counted lost by the caller).
 #[inline(always)]
 pub fn begin() -> Option<Slot> {
     let st = STAGE.get_ptr_mut(0)?;
     // SAFETY: this CPU's STAGE value; fields are reached by raw pointers.
     unsafe {
-        depth_add(st, 1);
-        let (ev, rec) = if load(&raw const (*st).depth) == 1 {
+        let depth = load(&raw const (*st).depth);
+        if depth as usize > NESTED {
+            return None;
+        }
+        store(&raw mut (*st).depth, depth + 1);
+        let ev = if depth == 0 {
             let n = load(&raw const (*st).n) as usize & (BATCH_EVENTS - 1);
-            (&raw mut (*st).batch[n], None)
+            &raw mut (*st).batch[n]
         } else {
-            match EVENTS.reserve::<Event>(0) {
-                Some(mut e) => (e.as_mut_ptr(), Some(e)),
-                None => {
-                    depth_add(st, u64::MAX);
-                    return None;
-                }
-            }
+            &raw mut (*st).nested[(depth as usize - 1) & (NESTED - 1)]
         };
         // After `depth` is raised: see the module doc.
         (*ev).ts_ns = bpf_ktime_get_ns();
-        Some(Slot { st, rec, ev })
+        Some(Slot { st, depth, ev })
     }
 }
 
@@ -109,42 +86,41 @@ pub fn begin() -> Option<Slot> {
 /// outermost one when its batch is full.
 #[inline(always)]
 pub fn commit(slot: Slot, probe: u16) {
-    let Slot { st, rec, .. } = slot;
+    let Slot { st, depth, ev } = slot;
     // SAFETY: as in begin.
     unsafe {
-        match rec {
-            Some(e) => {
-                e.submit(wakeup_flags(RECORD_BYTES, false));
+        if depth != 0 {
+            if EVENTS
+                .output::<Event>(&*ev, wakeup_flags(RECORD_BYTES, true))
+                .is_ok()
+            {
                 bump(probe, |s| s.emitted += 1);
+            } else {
+                bump(probe, |s| s.lost += 1);
             }
-            None => {
-                bump(probe, |s| s.emitted += 1);
-                let n = load(&raw const (*st).n) + 1;
-                if n as usize >= BATCH_EVENTS {
-                    output(
-                        st,
-                        BATCH_EVENTS,
-                        wakeup_flags(record_bytes(BATCH_EVENTS), true),
-                    );
-                    store(&raw mut (*st).n, 0);
-                } else {
-                    store(&raw mut (*st).n, n);
-                }
+        } else {
+            bump(probe, |s| s.emitted += 1);
+            let n = load(&raw const (*st).n) + 1;
+            if n as usize >= BATCH_EVENTS {
+                output(
+                    st,
+                    BATCH_EVENTS,
+                    wakeup_flags(record_bytes(BATCH_EVENTS), true),
+                );
+                store(&raw mut (*st).n, 0);
+            } else {
+                store(&raw mut (*st).n, n);
             }
         }
-        // Last: the batch and `n` are consistent before a flush may look.
-        depth_add(st, u64::MAX);
+        store(&raw mut (*st).depth, depth);
     }
 }
 
 /// Gives the slot back unwritten (`SKBTRACE_STOP_AFTER=reserve`).
 #[inline(always)]
 pub fn abandon(slot: Slot) {
-    if let Some(e) = slot.rec {
-        e.discard(BPF_RB_NO_WAKEUP as u64);
-    }
     // SAFETY: as in begin.
-    unsafe { depth_add(slot.st, u64::MAX) }
+    unsafe { store(&raw mut (*slot.st).depth, slot.depth) }
 }
 
 /// Writes the first `n` staged events as one record; when the ring is

@@ -21,7 +21,7 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_user, bpf_probe_read_user_buf, generated::bpf_get_attach_cookie,
     },
     macros::{map, uprobe, uretprobe},
@@ -30,7 +30,7 @@ use aya_ebpf::{
 };
 use probes::{CAPTURE_LEN, EVENT_VERSION, Event, MAX_PROBES, fingerprint, flags, method};
 
-use crate::{CONFIG, bump, read, staging, tracked};
+use crate::{CONFIG, EVENTS, bump, read, tracked};
 
 /// Frames looked at per sendmmsg/recvmmsg call; the rest of a larger batch
 /// is counted in the event's `reason` (batch size) but not fingerprinted.
@@ -290,17 +290,16 @@ fn frame_fingerprint(frame: u64) -> (u16, u64) {
 /// Fills the task and time fields every uprobe event has.
 ///
 /// # Safety
-/// `ev` is a slot from `staging::begin` (its `ts_ns` is kept).
+/// `ev` points at an exclusively owned, reserved ring-buffer slot.
 #[inline(always)]
 unsafe fn fill_common(ev: *mut Event, probe: u16) {
     // SAFETY: the caller's contract; every field is written by the caller or here.
     unsafe {
-        let ts = (*ev).ts_ns;
         core::ptr::write_bytes(ev, 0, 1);
         (*ev).version = EVENT_VERSION;
         (*ev).probe = probe;
         (*ev).method = method::UPROBE;
-        (*ev).ts_ns = ts;
+        (*ev).ts_ns = bpf_ktime_get_ns();
         let pid_tgid = bpf_get_current_pid_tgid();
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).tid = pid_tgid as u32;
@@ -321,12 +320,12 @@ fn on_frame(probe: u16, frame: u64, len: u32, ifindex: u32, batch: u32) {
     if cfg!(filter_enabled) != 0 && !tracked::fp_contains(fp) {
         return;
     }
-    let Some(slot) = staging::begin() else {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(probe, |s| s.lost += 1);
         return;
     };
-    let ev = slot.ev;
-    // SAFETY: this CPU's event slot (staging.rs), owned until commit.
+    let ev = entry.as_mut_ptr();
+    // SAFETY: exclusively owned ring-buffer slot of size_of::<Event>().
     unsafe {
         fill_common(ev, probe);
         (*ev).flags = flags::L2;
@@ -354,7 +353,8 @@ fn on_frame(probe: u16, frame: u64, len: u32, ifindex: u32, batch: u32) {
             }
         }
     }
-    staging::commit(slot, probe);
+    entry.submit(crate::wakeup_flags(crate::RECORD_BYTES, false));
+    bump(probe, |s| s.emitted += 1);
 }
 
 /// The frame a msghdr describes: its first iovec, or the second when the
@@ -382,17 +382,18 @@ fn on_batch(probe: u16, batch: u32) {
     if batch == 0 {
         return;
     }
-    let Some(slot) = staging::begin() else {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(probe, |s| s.lost += 1);
         return;
     };
-    let ev = slot.ev;
-    // SAFETY: this CPU's event slot (staging.rs), owned until commit.
+    let ev = entry.as_mut_ptr();
+    // SAFETY: exclusively owned ring-buffer slot.
     unsafe {
         fill_common(ev, probe);
         (*ev).reason = batch;
     }
-    staging::commit(slot, probe);
+    entry.submit(crate::wakeup_flags(crate::RECORD_BYTES, false));
+    bump(probe, |s| s.emitted += 1);
 }
 
 /// `f(const u8 *frame, u32 len, ...)`: skbtrace-fwd's skbtrace_fwd_rx/tx
