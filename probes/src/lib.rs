@@ -91,7 +91,8 @@ pub mod id {
     pub const ICMP_RCV: u16 = 17;
     pub const UDP_RCV: u16 = 18;
     pub const IP_FORWARD: u16 = 19;
-    pub const FUNC_COUNT: u16 = 20;
+    pub const TCP_ADD_BACKLOG: u16 = 20;
+    pub const FUNC_COUNT: u16 = 21;
 
     // Tracepoints (tp_btf or raw_tracepoint).
     pub const TP_NET_DEV_QUEUE: u16 = 32;
@@ -130,6 +131,7 @@ pub mod id {
             ICMP_RCV => "icmp_rcv",
             UDP_RCV => "udp_rcv",
             IP_FORWARD => "ip_forward",
+            TCP_ADD_BACKLOG => "tcp_add_backlog",
             TP_NET_DEV_QUEUE => "net:net_dev_queue",
             TP_NET_DEV_START_XMIT => "net:net_dev_start_xmit",
             TP_NET_DEV_XMIT => "net:net_dev_xmit",

@@ -4,8 +4,9 @@
 //!
 //! - **skb life.** An skb address is one packet from its first event until
 //!   an event with [`flags::END`] (kfree_skb, consume_skb) or a
-//!   [`id::TCP_QUEUE_RCV`] event (queued to a socket: the packet arrived;
-//!   its tracepoint stand-in, tcp:tcp_probe, carries END).
+//!   [`id::TCP_QUEUE_RCV`] or [`id::TCP_ADD_BACKLOG`] event (queued to a
+//!   socket or its backlog: the packet arrived; tcp_queue_rcv's tracepoint
+//!   stand-in, tcp:tcp_probe, carries END).
 //! - **Clones.** An unknown skb address whose `head` is the head of a live
 //!   skb is a clone and joins that skb's packet.
 //! - **Reuse.** After an END the address is free; a later event for it
@@ -280,7 +281,12 @@ impl Correlator {
             return;
         }
         self.latest_ts = self.latest_ts.max(ev.ts_ns);
-        let ends = ev.flags & flags::END != 0 || ev.probe == id::TCP_QUEUE_RCV;
+        // Queued to a socket: the receive queue, or the backlog of a socket
+        // its owner holds (where the segment is often merged into the one
+        // before it and freed without a tracepoint).
+        let ends = ev.flags & flags::END != 0
+            || ev.probe == id::TCP_QUEUE_RCV
+            || ev.probe == id::TCP_ADD_BACKLOG;
 
         let mut moved = Vec::new();
         // A live address.

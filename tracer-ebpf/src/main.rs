@@ -723,6 +723,16 @@ func_probe!(fe_tcp_v4_rcv, kp_tcp_v4_rcv, id::TCP_V4_RCV, 0, false);
 func_probe!(fe_icmp_rcv, kp_icmp_rcv, id::ICMP_RCV, 0, false);
 func_probe!(fe_udp_rcv, kp_udp_rcv, id::UDP_RCV, 0, false);
 func_probe!(fe_ip_forward, kp_ip_forward, id::IP_FORWARD, 0, false);
+// tcp_add_backlog(sk, skb, reason): the socket is busy (its owner holds the
+// lock) and the segment waits in its backlog, often merged into the
+// segment before it and freed where no probe looks.
+func_probe!(
+    fe_tcp_add_backlog,
+    kp_tcp_add_backlog,
+    id::TCP_ADD_BACKLOG,
+    1,
+    false
+);
 
 /// packet_sendmsg(struct socket *, struct msghdr *, size_t) has no skb yet:
 /// it records who sent how much. Shown only when no device filter is set,

@@ -238,6 +238,16 @@ pub const FUNCTIONS: &[FuncPoint] = &[
         "TCP data is queued to the socket"
     ),
     fp!(
+        "tcp_add_backlog",
+        id::TCP_ADD_BACKLOG,
+        Some(1),
+        false,
+        "fe_tcp_add_backlog",
+        "kp_tcp_add_backlog",
+        None,
+        "TCP segment queued to a busy socket's backlog"
+    ),
+    fp!(
         "ip_output",
         id::IP_OUTPUT,
         Some(2),
