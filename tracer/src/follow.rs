@@ -248,9 +248,9 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         session.flusher()?,
         u64::from(opts.ring_bytes),
         stops,
-        // Timelines are emitted each time events are handed on: the
-        // shorter packets wait, the fewer are open at once and the more of
-        // them are still in the CPU's caches when they are written out.
+        // Timelines are emitted each time events are handed on, so a
+        // finished packet reaches the output up to 75 ms sooner than with a
+        // 100 ms tick. (It did not measurably cut the reader's CPU.)
         crate::source::RELEASE_EVERY,
         opts.nice,
         |bytes| {
