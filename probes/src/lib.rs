@@ -165,6 +165,9 @@ pub struct Offsets {
     pub net_ns_inum: u32,
     /// sk_buff.data_len: bytes in page fragments (linear = len - data_len).
     pub skb_data_len: u32,
+    /// task_struct.comm (16 bytes), read straight from the current task.
+    pub task_comm: u32,
+    pub _pad: u32,
 }
 
 /// Global configuration handed to the programs at load time.
@@ -267,7 +270,7 @@ pub struct ProbeStats {
 // Layout checks: a change here must bump EVENT_VERSION.
 const _: () = assert!(core::mem::size_of::<Event>() == 112 + CAPTURE_LEN);
 const _: () = assert!(core::mem::size_of::<Event>().is_multiple_of(8));
-const _: () = assert!(core::mem::size_of::<Config>() == 24 + 56);
+const _: () = assert!(core::mem::size_of::<Config>() == 24 + 64);
 const _: () = assert!(core::mem::size_of::<ProbeStats>() == 24);
 
 #[cfg(feature = "user")]

@@ -50,6 +50,8 @@ static CONFIG: Config = Config {
         dev_nd_net: 0,
         net_ns_inum: 0,
         skb_data_len: 0,
+        task_comm: 0,
+        _pad: 0,
     },
 };
 
@@ -551,8 +553,22 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
         (*ev).reason = reason;
         (*ev).protocol = s.ethertype as u16;
         (*ev)._pad = [0; 6];
-        // Both helpers fill their buffer whatever happens (zeros on failure).
-        generated::bpf_get_current_comm((&raw mut (*ev).comm).cast(), 16);
+        if BTF {
+            // Two plain loads from the current task, as for the device
+            // name below: bpf_get_current_comm cost ~90 ns per event on
+            // 6.18 (tp_btf programs following iperf3: 448-478 ns per run
+            // with it, 367-378 without), a fifth of the program.
+            let task = generated::bpf_get_current_task_btf() as u64;
+            let comm = cfg!(offsets.task_comm);
+            let words: [u64; 2] = [
+                field::<_, true>(task, comm),
+                field::<_, true>(task, comm + 8),
+            ];
+            (*ev).comm = core::mem::transmute::<[u64; 2], [u8; 16]>(words);
+        } else {
+            // Fills its buffer whatever happens (zeros on failure).
+            generated::bpf_get_current_comm((&raw mut (*ev).comm).cast(), 16);
+        }
         if BTF {
             // Two plain loads through the typed skb argument instead of a
             // helper call (see `field`); `s.dev` is a plain number by now.

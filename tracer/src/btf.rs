@@ -196,6 +196,8 @@ impl KernelBtf {
             dev_nd_net: self.sized("net_device", "nd_net", 8)?,
             net_ns_inum: self.sized("net", "ns.inum", 4)?,
             skb_data_len: self.sized("sk_buff", "data_len", 4)?,
+            task_comm: self.sized("task_struct", "comm", 16)?,
+            _pad: 0,
         })
     }
 
