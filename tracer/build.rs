@@ -32,6 +32,17 @@ fn main() {
     }
     if let Some(missing) = missing_toolchain() {
         stub(&obj, &missing);
+        // Cargo reruns a build script whose rerun-if-changed path does not
+        // exist on every build: so once scripts/setup.sh has installed the
+        // toolchain, a plain `cargo build` builds the programs (without
+        // this the stub stayed until a source file changed).
+        println!(
+            "cargo:rerun-if-changed={}",
+            out_dir
+                .join("until-the-ebpf-toolchain-is-installed")
+                .display()
+        );
+        println!("cargo:rerun-if-env-changed=PATH");
         return;
     }
 
