@@ -42,7 +42,6 @@ fn main() {
                 .join("until-the-ebpf-toolchain-is-installed")
                 .display()
         );
-        println!("cargo:rerun-if-env-changed=PATH");
         return;
     }
 
