@@ -1,7 +1,12 @@
 //! Aggregator throughput: synthetic ring-buffer records replayed through
 //! decode + correlate (+ timeline emission and stats) on one core.
 //!
-//! `cargo bench -p timeline --bench aggregator [-- PACKETS]`
+//! `cargo bench -p timeline --bench aggregator [-- PACKETS] [tcp]`
+//!
+//! `tcp`: the path an iperf3 segment takes over a veth pair on a kernel
+//! with tracepoints only (5 events per packet, as `bench/trace.sh` sees on
+//! this project's host), where per-packet work (summary, JSON record,
+//! index clean-up) weighs more than on the default 14-event ICMP path.
 //!
 //! Prints events/s for three passes over the same bytes, best of 3 runs:
 //! memcpy (the floor), decode only (the baseline), decode + correlate (the
@@ -39,9 +44,20 @@ const PATH: &[(u16, u8)] = &[
     (id::TP_CONSUME_SKB, method::TP_BTF),
 ];
 
+/// A TCP data segment over a veth pair, tracepoints only; tcp:tcp_probe
+/// stands in for tcp_queue_rcv and ends the skb's life.
+const TCP_PATH: &[(u16, u8)] = &[
+    (id::TP_NET_DEV_QUEUE, method::TP_BTF),
+    (id::TP_NET_DEV_START_XMIT, method::TP_BTF),
+    (id::TP_NETIF_RX, method::TP_BTF),
+    (id::TP_NETIF_RECEIVE_SKB, method::TP_BTF),
+    (id::TP_TCP_PROBE, method::TP_BTF),
+];
+
 /// Events are 500 ns apart (2 M/s), packets interleaved `inflight` at a
 /// time, so the correlator's maps hold what they would at that rate.
-fn workload(packets: usize, inflight: usize) -> (Vec<u8>, usize) {
+fn workload(packets: usize, inflight: usize, tcp: bool) -> (Vec<u8>, usize) {
+    let path = if tcp { TCP_PATH } else { PATH };
     let mut out = Vec::with_capacity(packets * (PATH.len() + 1) * Event::SIZE);
     let mut n = 0usize;
     let mut ts = 1_000_000_000u64;
@@ -55,6 +71,18 @@ fn workload(packets: usize, inflight: usize) -> (Vec<u8>, usize) {
         let end = (batch + inflight).min(packets);
         let frames: Vec<Vec<u8>> = (batch..end)
             .map(|i| {
+                if tcp {
+                    return frame::tcp4(
+                        [10, 0, 1, 1],
+                        [10, 0, 2, 1],
+                        40000,
+                        5201,
+                        (i as u32).wrapping_mul(65_483),
+                        901,
+                        0x10,
+                        65_483,
+                    );
+                }
                 frame::icmp4_echo(
                     [10, 0, 1, 1],
                     [10, 0, 2, 1],
@@ -64,7 +92,7 @@ fn workload(packets: usize, inflight: usize) -> (Vec<u8>, usize) {
                 )
             })
             .collect();
-        for (step, &(probe, meth)) in PATH.iter().enumerate() {
+        for (step, &(probe, meth)) in path.iter().enumerate() {
             for (k, f) in frames.iter().enumerate() {
                 let i = (batch + k) as u64;
                 // Addresses recycle like slab objects do.
@@ -74,7 +102,7 @@ fn workload(packets: usize, inflight: usize) -> (Vec<u8>, usize) {
                     0xffff_8881_0000_0000 + slot * 8,
                 );
                 ts += 500;
-                let fl = if probe == id::TP_CONSUME_SKB {
+                let fl = if probe == id::TP_CONSUME_SKB || probe == id::TP_TCP_PROBE {
                     flags::END
                 } else {
                     0
@@ -148,9 +176,15 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(100_000);
-    let (bytes, events) = workload(packets, 256);
+    let tcp = std::env::args().skip(1).any(|a| a == "tcp");
+    let (bytes, events) = workload(packets, 256, tcp);
     println!(
-        "workload: {packets} packets, {events} events ({:.1} per packet), {} MiB of records",
+        "workload ({}): {packets} packets, {events} events ({:.1} per packet), {} MiB of records",
+        if tcp {
+            "TCP over veth"
+        } else {
+            "ICMP over a bridge"
+        },
         events as f64 / packets as f64,
         bytes.len() >> 20
     );

@@ -121,6 +121,16 @@ fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
 fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Names, devices, comms and summaries almost never need an escape: one
+    // branch-free scan, then one copy (the byte loop below was 7% of the
+    // reader's profile following iperf3).
+    if !bytes.iter().fold(false, |esc, &b| {
+        esc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    }) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
