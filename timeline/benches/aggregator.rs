@@ -58,7 +58,7 @@ const TCP_PATH: &[(u16, u8)] = &[
 /// time, so the correlator's maps hold what they would at that rate.
 fn workload(packets: usize, inflight: usize, tcp: bool) -> (Vec<u8>, usize) {
     let path = if tcp { TCP_PATH } else { PATH };
-    let mut out = Vec::with_capacity(packets * (PATH.len() + 1) * Event::SIZE);
+    let mut out = Vec::with_capacity(packets * (path.len() + 1) * Event::SIZE);
     let mut n = 0usize;
     let mut ts = 1_000_000_000u64;
     let mut push = |ev: &Event, out: &mut Vec<u8>| {
