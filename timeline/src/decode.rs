@@ -42,8 +42,24 @@ pub fn encode(ev: &Event) -> Vec<u8> {
 
 /// A NUL-terminated C string field as text.
 pub fn cstr(b: &[u8]) -> &str {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    let end = match <&[u8; 16]>::try_from(b) {
+        Ok(b16) => nul16(b16),
+        Err(_) => b.iter().position(|&c| c == 0).unwrap_or(b.len()),
+    };
     std::str::from_utf8(&b[..end]).unwrap_or("?")
+}
+
+/// Index of the first NUL in a 16-byte name (`comm`, a device name), 16 if
+/// none: one word test instead of a byte loop. The byte loop over every
+/// hop's two names was 4-5% of the reader's profile following iperf3.
+fn nul16(b: &[u8; 16]) -> usize {
+    const LO: u128 = u128::from_le_bytes([0x01; 16]);
+    const HI: u128 = u128::from_le_bytes([0x80; 16]);
+    let x = u128::from_le_bytes(*b);
+    // The lowest set bit marks the first zero byte exactly (a borrow only
+    // ever flags bytes above a real zero byte).
+    let zeros = x.wrapping_sub(LO) & !x & HI;
+    (zeros.trailing_zeros() / 8) as usize
 }
 
 #[cfg(test)]
@@ -89,6 +105,31 @@ mod tests {
         assert_eq!(decode(&shifted[1..]).unwrap(), ev);
         assert_eq!(cstr(&ev.dev), "veth1");
         assert_eq!(cstr(&ev.comm), "ping");
+    }
+
+    #[test]
+    fn names_end_at_their_first_nul_whatever_the_bytes_around_it() {
+        let loop_end = |b: &[u8; 16]| b.iter().position(|&c| c == 0).unwrap_or(16);
+        let mut cases: Vec<[u8; 16]> = vec![[0; 16], [b'a'; 16], [0xff; 16], [0x80; 16]];
+        // A NUL at every position, with bytes that trip word tricks (0x01
+        // right above it, 0x80 and 0xff around it) and stale bytes after it.
+        for at in 0..16 {
+            for fill in [0x01u8, 0x7f, 0x80, 0xff, b'x'] {
+                let mut b = [fill; 16];
+                b[at] = 0;
+                cases.push(b);
+                if at + 1 < 16 {
+                    b[at + 1] = 0x01;
+                    cases.push(b);
+                }
+            }
+        }
+        for b in &cases {
+            assert_eq!(nul16(b), loop_end(b), "{b:?}");
+        }
+        assert_eq!(cstr(b"eth0\0\x01\xffgarbage\0\0\0\0"), "eth0");
+        assert_eq!(cstr(b"0123456789abcdef"), "0123456789abcdef");
+        assert_eq!(cstr(b"lo\0"), "lo");
     }
 
     #[test]
