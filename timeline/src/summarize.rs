@@ -6,7 +6,7 @@
 //! Never panics on short or malformed bytes: a capture cut inside a header
 //! says `[truncated]` after what could be read.
 
-use std::fmt::{Display, Write as _};
+use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -187,7 +187,7 @@ fn ipv6(s: &mut String, ip: &[u8]) {
 
 /// A source or destination address. The summary is made for every packet
 /// the reader emits (one per four or five events following TCP), so the
-/// common IPv4 case is written digit by digit: through `Display` the
+/// common IPv4 case is written digit by digit: formatted with `write!`, the
 /// summary was most of core::fmt's 7% of the reader's profile.
 #[derive(Clone, Copy)]
 enum Addr {
@@ -224,15 +224,6 @@ impl Addr {
     }
 }
 
-impl Display for Addr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Addr::V4(a) => a.fmt(f),
-            Addr::V6(a) => a.fmt(f),
-        }
-    }
-}
-
 fn num(s: &mut String, n: impl itoa::Integer) {
     s.push_str(itoa::Buffer::new().format(n));
 }
@@ -244,6 +235,15 @@ fn head(s: &mut String, name: &str, src: Addr, dst: Addr) {
     src.push(s);
     s.push_str(" > ");
     dst.push(s);
+}
+
+/// `NAME SRC:PORT > DST:PORT`, the start of TCP and UDP summaries.
+fn head_ports(s: &mut String, name: &str, (src, sp): (Addr, u16), (dst, dp): (Addr, u16)) {
+    s.push_str(name);
+    s.push(' ');
+    src.push_port(s, sp);
+    s.push_str(" > ");
+    dst.push_port(s, dp);
 }
 
 fn l4_summary(s: &mut String, proto: u8, src: Addr, dst: Addr, l4: &[u8], l4_len: usize) {
@@ -262,10 +262,7 @@ fn l4_summary(s: &mut String, proto: u8, src: Addr, dst: Addr, l4: &[u8], l4_len
                 return;
             };
             let hdr = ((off >> 4) as usize) * 4;
-            s.push_str("TCP ");
-            src.push_port(s, sp);
-            s.push_str(" > ");
-            dst.push_port(s, dp);
+            head_ports(s, "TCP", (src, sp), (dst, dp));
             s.push_str(" [");
             tcp_flags(s, fl);
             s.push_str("] seq ");
@@ -283,10 +280,7 @@ fn l4_summary(s: &mut String, proto: u8, src: Addr, dst: Addr, l4: &[u8], l4_len
                 s.push_str(TRUNC);
                 return;
             };
-            s.push_str("UDP ");
-            src.push_port(s, sp);
-            s.push_str(" > ");
-            dst.push_port(s, dp);
+            head_ports(s, "UDP", (src, sp), (dst, dp));
             s.push_str(" len ");
             num(s, (ulen as usize).saturating_sub(8));
         }
@@ -298,7 +292,8 @@ fn l4_summary(s: &mut String, proto: u8, src: Addr, dst: Addr, l4: &[u8], l4_len
             } else {
                 "IPv4"
             };
-            let _ = write!(s, "{fam} {src} > {dst} proto {p} len {l4_len}");
+            head(s, fam, src, dst);
+            let _ = write!(s, " proto {p} len {l4_len}");
         }
     }
 }
@@ -381,10 +376,12 @@ fn icmp4(s: &mut String, src: Addr, dst: Addr, l4: &[u8]) {
 
 fn icmp6(s: &mut String, src: Addr, dst: Addr, l4: &[u8]) {
     let (Some(&ty), Some(&code)) = (l4.first(), l4.get(1)) else {
-        let _ = write!(s, "ICMP6 {src} > {dst}{TRUNC}");
+        head(s, "ICMP6", src, dst);
+        s.push_str(TRUNC);
         return;
     };
-    let _ = write!(s, "ICMP6 {src} > {dst} ");
+    head(s, "ICMP6", src, dst);
+    s.push(' ');
     match ty {
         128 | 129 => {
             let what = if ty == 128 {
