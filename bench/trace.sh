@@ -17,6 +17,7 @@
 #   iperf3 on this machine, the yardstick for the reader's CPU time, which
 #   is printed with it.
 #   FOLLOW_ARGS="--nice 0" adds options to every traced run.
+#   SKB=PATH follows with that skbtrace binary (e.g. an experiment build).
 set -euo pipefail
 ONLY=${ONLY:-}
 unset SKBTRACE_STOP_AFTER # a stages.sh setting: this bench measures the whole pipeline
@@ -26,7 +27,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-10}
 cargo build --release --bins -p tracer >/dev/null
 cargo build --release -p tests --example udp_blast >/dev/null
-SKB=target/release/skbtrace
+SKB=${SKB:-target/release/skbtrace}
 BLAST=target/release/examples/udp_blast
 NS1=skbbench1-$$; NS2=skbbench2-$$; A=sbba$$; B=sbbb$$
 TMP=$(mktemp -d)
