@@ -67,7 +67,8 @@ impl std::str::FromStr for ReaderNice {
 /// with the CPUs' idle time (0 events lost in 8 runs).
 /// Dropping back at once costs a workload that saturates the CPUs two
 /// setpriority calls per catch-up; three quarters of the ring stay free
-/// for the 5 ms the monitor needs to raise it again.
+/// for the at most 30 ms the monitor needs to raise it again (see
+/// [`AutoNice::next_sample`]).
 ///
 /// The samples come from a thread of its own (see [`drain`]): a reader
 /// starved in the background could not notice that it is behind.
