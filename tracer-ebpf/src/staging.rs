@@ -19,7 +19,8 @@
 //! the programs in the middle of an event on this CPU. Only the outermost
 //! writes to the batch; a nested one writes its event to `nested` and
 //! outputs it alone at once. The flush refuses to touch a CPU whose depth
-//! is not 0 (user space retries on the next tick). Each event takes its
+//! is not 0 (user space retries, and until one succeeds holds back events
+//! newer than that CPU's last flush). Each event takes its
 //! timestamp after raising `depth`, which is what lets a successful flush
 //! vouch for every event stamped before it started.
 

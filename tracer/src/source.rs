@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
 use aya::programs::{ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun};
@@ -176,17 +176,28 @@ impl RingPositions {
         Ok(RingPositions { map, len })
     }
 
+    fn pos(&self, off: usize) -> u64 {
+        // SAFETY: both positions are aligned u64s inside the mapping,
+        // written by the kernel (producer) and aya (consumer).
+        unsafe {
+            (*(self.map.cast::<u8>().add(off) as *const std::sync::atomic::AtomicU64))
+                .load(std::sync::atomic::Ordering::Acquire)
+        }
+    }
+
+    /// Where the reader is: everything before it has been read.
+    fn consumer(&self) -> u64 {
+        self.pos(0)
+    }
+
+    /// Where the next record will be reserved: everything before it is
+    /// reserved, though a record may still be being written (busy).
+    fn producer(&self) -> u64 {
+        self.pos(self.len / 2)
+    }
+
     fn waiting(&self) -> u64 {
-        let pos = |off: usize| {
-            // SAFETY: both positions are aligned u64s inside the mapping,
-            // written by the kernel (producer) and aya (consumer).
-            unsafe {
-                (*(self.map.cast::<u8>().add(off) as *const std::sync::atomic::AtomicU64))
-                    .load(std::sync::atomic::Ordering::Acquire)
-            }
-        };
-        let (cons, prod) = (pos(0), pos(self.len / 2));
-        prod.saturating_sub(cons)
+        self.producer().saturating_sub(self.consumer())
     }
 }
 
@@ -327,10 +338,14 @@ impl Stops {
 }
 
 /// Writes each CPU's partial event batch to the ring by running the
-/// `skbtrace_flush` program on that CPU (see tracer-ebpf/src/staging.rs).
+/// `skbtrace_flush` program on that CPU (see tracer-ebpf/src/staging.rs),
+/// and remembers up to when each CPU's events are known to be in the ring.
 pub struct Flusher<'a> {
     prog: &'a RawTracePoint,
     cpus: Vec<u32>,
+    /// Per CPU (same order as `cpus`): when its last successful flush
+    /// started. 0 until one succeeds: nothing is vouched for before that.
+    flushed_at: Vec<u64>,
     warned: bool,
 }
 
@@ -340,27 +355,38 @@ impl<'a> Flusher<'a> {
             aya::util::online_cpus().map_err(|(what, e)| anyhow::anyhow!("reading {what}: {e}"))?;
         Ok(Flusher {
             prog,
+            flushed_at: vec![0; cpus.len()],
             cpus,
             warned: false,
         })
     }
 
-    /// True when every CPU's batch is in the ring now: then every event
-    /// stamped before this call started is in the ring.
-    fn flush(&mut self) -> bool {
-        let mut all = true;
-        for &cpu in &self.cpus {
-            // A CPU is busy only for the length of one event: retry at once.
-            let done = (0..4).any(|_| {
+    /// Flushes every CPU it can and returns the time (CLOCK_MONOTONIC ns)
+    /// before which every event of every CPU has been written to the ring.
+    /// A CPU that is busy on every try keeps its older time, so one busy
+    /// CPU holds events back without letting them out of order.
+    fn flush(&mut self) -> u64 {
+        for (i, &cpu) in self.cpus.iter().enumerate() {
+            // A CPU is busy only for the length of one event, but under a
+            // flood it is busy often: a few quick retries usually get in.
+            for _ in 0..8 {
+                let t0 = now_mono_ns();
                 match self.prog.test_run(RawTracePointRunOptions {
                     args: [0; 12],
                     cpu: Some(cpu),
                 }) {
-                    Ok(r) => r.return_value == 0,
+                    Ok(r) if r.return_value == 0 => {
+                        self.flushed_at[i] = t0;
+                        break;
+                    }
+                    Ok(_) => std::hint::spin_loop(),
                     Err(e) => {
-                        // ENXIO: the CPU went offline; its batch waits for it.
+                        // ENXIO: the CPU went offline. Programs cannot run
+                        // there, and its batch waits for it to come back.
                         let offline = matches!(&e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENXIO));
-                        if !offline && !self.warned {
+                        if offline {
+                            self.flushed_at[i] = t0;
+                        } else if !self.warned {
                             self.warned = true;
                             log::warn!(
                                 "cannot flush CPU {cpu}'s event batch ({}); events wait up to {} s to be put in order",
@@ -368,13 +394,12 @@ impl<'a> Flusher<'a> {
                                 FLUSH_GIVE_UP.as_secs()
                             );
                         }
-                        offline
+                        break;
                     }
                 }
-            });
-            all &= done;
+            }
         }
-        all
+        self.flushed_at.iter().copied().min().unwrap_or(0)
     }
 }
 
@@ -384,6 +409,21 @@ pub const RELEASE_EVERY: Duration = Duration::from_millis(25);
 
 /// When flushes keep failing, events older than this are handed on anyway.
 const FLUSH_GIVE_UP: Duration = Duration::from_secs(1);
+
+/// How long a release waits for records that other CPUs are still writing
+/// (a few microseconds, unless a virtual CPU is descheduled); past it the
+/// watermark stays where it was until the next release.
+const CATCH_UP_LIMIT: Duration = Duration::from_millis(5);
+
+/// The watermark after a release that started at `now`: every CPU was
+/// flushed after `flushed_before` (see [`Flusher::flush`]), and the reader
+/// `caught_up` with every record reserved by then. It never goes back, and
+/// past [`FLUSH_GIVE_UP`] events are handed on whatever the flushes did.
+fn next_watermark(prev: u64, flushed_before: u64, caught_up: bool, now: u64) -> u64 {
+    let vouched = if caught_up { flushed_before } else { 0 };
+    let give_up = now.saturating_sub(FLUSH_GIVE_UP.as_nanos() as u64);
+    prev.max(vouched).max(give_up)
+}
 
 fn now_mono_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -432,7 +472,10 @@ pub async fn drain(
     let mut releaser = tokio::time::interval(RELEASE_EVERY.min(tick));
     releaser.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending = crate::reorder::Reorder::default();
-    let mut watermark = now_mono_ns();
+    // Nothing is known to be complete until every CPU has been flushed.
+    let mut watermark = 0;
+    let positions = RingPositions::map(fd.as_raw_fd())
+        .map_err(|e| anyhow::anyhow!("mapping the ring buffer's positions: {e}"))?;
     let take = |ring: &mut RingBuf<MapData>, pending: &mut crate::reorder::Reorder| {
         while let Some(item) = ring.next() {
             pending.push_record(&item);
@@ -444,16 +487,35 @@ pub async fn drain(
                        pending: &mut crate::reorder::Reorder,
                        watermark: &mut u64,
                        last: bool| {
-        let t0 = now_mono_ns();
-        let flushed = flusher.flush();
-        take(fd.get_mut(), pending);
-        if last {
-            *watermark = u64::MAX;
-        } else if flushed {
-            *watermark = t0;
-        } else {
-            *watermark = (*watermark).max(t0.saturating_sub(FLUSH_GIVE_UP.as_nanos() as u64));
+        let now = now_mono_ns();
+        let flushed_before = flusher.flush();
+        // The flushed batches are reserved before `end`, but reading stops
+        // at a record another CPU is still writing, and the records behind
+        // it (a flushed batch among them) would stay unread while the
+        // watermark passes their events. So read up to `end`.
+        let end = positions.producer();
+        let deadline = Instant::now() + CATCH_UP_LIMIT;
+        let caught_up = loop {
+            take(fd.get_mut(), pending);
+            if positions.consumer() >= end {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::yield_now();
+        };
+        if !caught_up {
+            log::debug!(
+                "a ring record stayed busy for {CATCH_UP_LIMIT:?}; its events wait for the next release"
+            );
         }
+        *watermark = if last {
+            // Nothing comes after this: hand on everything read.
+            u64::MAX
+        } else {
+            next_watermark(*watermark, flushed_before, caught_up, now)
+        };
         let flow = pending.release(*watermark, &mut on_record);
         unread.store(pending.bytes() as u64, Ordering::Relaxed);
         flow
@@ -492,6 +554,32 @@ mod tests {
     use super::*;
 
     const RING: u64 = 16 << 20;
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn the_watermark_moves_only_to_what_a_flush_and_a_full_read_vouch_for() {
+        let start = 50_000 * MS;
+        // Before every CPU has been flushed once, nothing is vouched for:
+        // events stamped just before the reader started must wait too.
+        assert_eq!(next_watermark(0, 0, true, start), start - 1000 * MS);
+        // A flush and a read up to the producer position vouch for it.
+        assert_eq!(next_watermark(0, start, true, start + 1), start);
+        // Records still being written behind the read: keep the old mark.
+        assert_eq!(
+            next_watermark(start, start + 25 * MS, false, start + 26 * MS),
+            start
+        );
+        // Never backwards, even when a busy CPU holds an older flush time.
+        assert_eq!(
+            next_watermark(start, start - 5 * MS, true, start + MS),
+            start
+        );
+        // After FLUSH_GIVE_UP without progress, old events go on anyway.
+        assert_eq!(
+            next_watermark(start, start, false, start + 3000 * MS),
+            start + 2000 * MS
+        );
+    }
 
     #[test]
     fn nice_parses_auto_and_numbers_in_range() {
