@@ -255,6 +255,24 @@ impl Event {
     pub const SIZE: usize = core::mem::size_of::<Event>();
 }
 
+/// Programs that can be in the middle of an event on one CPU at once
+/// beyond the outermost (softirq, hardirq, NMI).
+pub const STAGE_NESTED: usize = 4;
+
+/// One CPU's staged events (the STAGE per-CPU map; tracer-ebpf's
+/// staging.rs explains the protocol). User space reads it to learn, without
+/// interrupting the CPU, which events are still waiting there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Stage {
+    /// Events staged in `batch`.
+    pub n: u32,
+    /// Programs in the middle of an event on this CPU.
+    pub depth: u32,
+    pub batch: [Event; BATCH_EVENTS],
+    pub nested: [Event; STAGE_NESTED],
+}
+
 /// Per-probe counters, kept per CPU in the kernel and summed in user space.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -272,6 +290,8 @@ const _: () = assert!(core::mem::size_of::<Event>() == 112 + CAPTURE_LEN);
 const _: () = assert!(core::mem::size_of::<Event>().is_multiple_of(8));
 const _: () = assert!(core::mem::size_of::<Config>() == 24 + 64);
 const _: () = assert!(core::mem::size_of::<ProbeStats>() == 24);
+// `n` and `depth` share the first 8 bytes, which a map read copies at once.
+const _: () = assert!(core::mem::offset_of!(Stage, batch) == 8);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -282,4 +302,6 @@ mod pod {
     unsafe impl aya::Pod for super::ProbeStats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Event {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Stage {}
 }

@@ -23,31 +23,26 @@
 //! newer than that CPU's last flush). Each event takes its
 //! timestamp after raising `depth`, which is what lets a successful flush
 //! vouch for every event stamped before it started.
+//!
+//! Flushing costs the CPU an interrupt, so user space first reads STAGE
+//! (a map read, no interrupt) and flushes only CPUs whose batch is old.
+//! What the read vouches for on a CPU: when `n` and `depth` (one 8-byte
+//! word, copied at once) are both 0, every event stamped before the read;
+//! otherwise every event stamped before `batch[0].ts_ns`. That slot is
+//! written only by an outermost program into an empty batch, so when it
+//! was stamped nothing older was staged or in flight on that CPU, whatever
+//! moment of the batch's life the read caught.
 
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP, helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray,
 };
-use probes::{BATCH_EVENTS, Event};
+use probes::{BATCH_EVENTS, Event, STAGE_NESTED as NESTED, Stage};
 
 use crate::{
     EVENTS, RECORD_BYTES, bump, record_bytes,
     tracked::{load, store},
     wakeup_flags,
 };
-
-/// Programs that can be in the middle of an event on one CPU at once
-/// beyond the outermost (softirq, hardirq, NMI).
-const NESTED: usize = 4;
-
-#[repr(C)]
-pub struct Stage {
-    /// Events staged in `batch`.
-    n: u32,
-    /// Programs in the middle of an event on this CPU (see above).
-    depth: u32,
-    batch: [Event; BATCH_EVENTS],
-    nested: [Event; NESTED],
-}
 
 #[map]
 static STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);

@@ -326,7 +326,8 @@ impl Session {
             .program(FLUSH_PROG)
             .context("no flush program in the eBPF object")?
             .try_into()?;
-        crate::source::Flusher::new(p)
+        let stage = self.ebpf.map("STAGE").context("no STAGE map")?;
+        crate::source::Flusher::new(p, PerCpuArray::try_from(stage)?)
     }
 
     /// Per-probe counters summed over CPUs, for probes that ran.

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun};
+use probes::Stage;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -337,46 +338,107 @@ impl Stops {
     }
 }
 
-/// Writes each CPU's partial event batch to the ring by running the
-/// `skbtrace_flush` program on that CPU (see tracer-ebpf/src/staging.rs),
-/// and remembers up to when each CPU's events are known to be in the ring.
+/// Gets each CPU's staged events into the ring, and tracks up to when each
+/// CPU's events are known to be there (see tracer-ebpf/src/staging.rs).
+///
+/// It reads every CPU's STAGE value first, which interrupts nobody. A CPU
+/// with nothing staged, or whose batch is younger than [`FLUSH_AFTER`]
+/// (under load batches fill in microseconds), is left alone. Only a CPU
+/// holding older events is made to write them out: `skbtrace_flush` runs
+/// there by BPF_PROG_TEST_RUN, which costs that CPU an interrupt.
 pub struct Flusher<'a> {
     prog: &'a RawTracePoint,
+    stage: PerCpuArray<&'a MapData, Stage>,
     cpus: Vec<u32>,
-    /// Per CPU (same order as `cpus`): when its last successful flush
-    /// started. 0 until one succeeds: nothing is vouched for before that.
+    /// Per CPU (same order as `cpus`): every event stamped before this is
+    /// in the ring. 0 until the first flush: nothing is vouched for yet.
     flushed_at: Vec<u64>,
+    /// Flushes run on a CPU (each one an interrupt there).
+    interrupts: u64,
     warned: bool,
 }
 
+impl Drop for Flusher<'_> {
+    fn drop(&mut self) {
+        log::debug!("{} interrupts to flush staged events", self.interrupts);
+    }
+}
+
+/// A CPU's staged events are flushed once the oldest is this old.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(10);
+
+/// What a read of one CPU's STAGE value made at `t0` vouches for: every
+/// event of that CPU stamped before the returned time is in the ring.
+fn vouched_by_stage(st: &Stage, t0: u64) -> u64 {
+    if st.n == 0 && st.depth == 0 {
+        t0
+    } else {
+        st.batch[0].ts_ns.min(t0)
+    }
+}
+
 impl<'a> Flusher<'a> {
-    pub fn new(prog: &'a RawTracePoint) -> anyhow::Result<Self> {
+    pub fn new(
+        prog: &'a RawTracePoint,
+        stage: PerCpuArray<&'a MapData, Stage>,
+    ) -> anyhow::Result<Self> {
         let cpus =
             aya::util::online_cpus().map_err(|(what, e)| anyhow::anyhow!("reading {what}: {e}"))?;
         Ok(Flusher {
             prog,
+            stage,
             flushed_at: vec![0; cpus.len()],
             cpus,
+            interrupts: 0,
             warned: false,
         })
     }
 
-    /// Flushes every CPU it can and returns the time (CLOCK_MONOTONIC ns)
-    /// before which every event of every CPU has been written to the ring.
-    /// A CPU that is busy on every try keeps its older time, so one busy
-    /// CPU holds events back without letting them out of order.
-    fn flush(&mut self) -> u64 {
+    /// Gets staged events into the ring (every CPU's when `all`, else only
+    /// old ones) and returns the time (CLOCK_MONOTONIC ns) before which
+    /// every event of every CPU is in the ring. A CPU that stays busy keeps
+    /// its older time, so it holds events back but never lets them out of
+    /// order.
+    fn flush(&mut self, all: bool) -> u64 {
+        let t0 = now_mono_ns();
+        let stages = if all {
+            None
+        } else {
+            match self.stage.get(&0, 0) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    if !self.warned {
+                        self.warned = true;
+                        log::warn!(
+                            "cannot read the CPUs' staged events ({}); flushing every CPU every {} ms",
+                            crate::session::error_line(&e),
+                            RELEASE_EVERY.as_millis()
+                        );
+                    }
+                    None
+                }
+            }
+        };
+        let flush_after = FLUSH_AFTER.as_nanos() as u64;
         for (i, &cpu) in self.cpus.iter().enumerate() {
+            if let Some(st) = stages.as_ref().and_then(|v| v.get(cpu as usize)) {
+                let v = vouched_by_stage(st, t0);
+                if t0.saturating_sub(v) < flush_after {
+                    self.flushed_at[i] = self.flushed_at[i].max(v);
+                    continue;
+                }
+            }
             // A CPU is busy only for the length of one event, but under a
             // flood it is busy often: a few quick retries usually get in.
             for _ in 0..8 {
-                let t0 = now_mono_ns();
+                let t = now_mono_ns();
+                self.interrupts += 1;
                 match self.prog.test_run(RawTracePointRunOptions {
                     args: [0; 12],
                     cpu: Some(cpu),
                 }) {
                     Ok(r) if r.return_value == 0 => {
-                        self.flushed_at[i] = t0;
+                        self.flushed_at[i] = t;
                         break;
                     }
                     Ok(_) => std::hint::spin_loop(),
@@ -385,7 +447,7 @@ impl<'a> Flusher<'a> {
                         // there, and its batch waits for it to come back.
                         let offline = matches!(&e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENXIO));
                         if offline {
-                            self.flushed_at[i] = t0;
+                            self.flushed_at[i] = t;
                         } else if !self.warned {
                             self.warned = true;
                             log::warn!(
@@ -488,7 +550,7 @@ pub async fn drain(
                        watermark: &mut u64,
                        last: bool| {
         let now = now_mono_ns();
-        let flushed_before = flusher.flush();
+        let flushed_before = flusher.flush(last);
         // The flushed batches are reserved before `end`, but reading stops
         // at a record another CPU is still writing, and the records behind
         // it (a flushed batch among them) would stay unread while the
@@ -555,6 +617,29 @@ mod tests {
 
     const RING: u64 = 16 << 20;
     const MS: u64 = 1_000_000;
+
+    fn stage(n: u32, depth: u32, first_ts: u64) -> Stage {
+        // SAFETY: Stage is plain integers; all zeroes is a valid value.
+        let mut st: Stage = unsafe { core::mem::zeroed() };
+        st.n = n;
+        st.depth = depth;
+        st.batch[0].ts_ns = first_ts;
+        st
+    }
+
+    #[test]
+    fn a_read_of_the_staged_events_vouches_up_to_the_oldest_still_staged() {
+        let t0 = 900 * MS;
+        // Nothing staged, nothing in flight: everything before the read.
+        assert_eq!(vouched_by_stage(&stage(0, 0, 3 * MS), t0), t0);
+        // Events staged: up to the first of the batch.
+        assert_eq!(vouched_by_stage(&stage(5, 0, 850 * MS), t0), 850 * MS);
+        // A program in flight with an empty batch: its event may be older
+        // than the read, so only what batch[0] says (here a stale stamp).
+        assert_eq!(vouched_by_stage(&stage(0, 1, 3 * MS), t0), 3 * MS);
+        // A batch started after the read began vouches for the read only.
+        assert_eq!(vouched_by_stage(&stage(2, 0, 901 * MS), t0), t0);
+    }
 
     #[test]
     fn the_watermark_moves_only_to_what_a_flush_and_a_full_read_vouch_for() {
