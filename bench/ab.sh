@@ -63,8 +63,9 @@ u0=$(tcp_gbps); all=""
 for _ in $(seq "$ROUNDS"); do
     run_side "$SKB_A" "$ENV_A" "$ARGS_A"; a=$G; u1=$(tcp_gbps)
     run_side "$SKB_B" "$ENV_B" "$ARGS_B"; b=$G; u2=$(tcp_gbps)
-    all="$all $u0:$a:$u1:$b:$u2"; u0=$u2
+    all="$all $u0:$a:$u1:$b:$u2"
     python3 -c "import sys; u0,a,u1,b,u2=map(float,sys.argv[1].split(':')); print(f'{u0:6.2f} A[{a:6.2f}] {u1:6.2f} B[{b:6.2f}] {u2:6.2f}   {a/((u0+u1)/2):.3f} {b/((u1+u2)/2):.3f}')" "$u0:$a:$u1:$b:$u2"
+    u0=$u2
 done
 # shellcheck disable=SC2086 # one argument per round
 python3 - $all <<'EOF'
