@@ -7,16 +7,27 @@
 pub mod fingerprint;
 
 /// Bumped on any change to [`Event`] or [`Config`].
-pub const EVENT_VERSION: u16 = 2;
+pub const EVENT_VERSION: u16 = 3;
 
 /// Bytes of packet data copied into each event (from the L2 header when the
 /// skb has one, else from the L3 header).
 pub const CAPTURE_LEN: usize = 128;
 
-/// Events per ring-buffer record at most: the kernel writes events in
-/// per-CPU batches, and a record is 1 to BATCH_EVENTS events back to back.
-pub const BATCH_EVENTS: usize = 16;
-const _: () = assert!(BATCH_EVENTS.is_power_of_two());
+/// Bytes of events in one ring-buffer record at most: the kernel writes
+/// events in per-CPU batches, and a record is one or more events back to
+/// back, each [`Event::wire_len`] bytes long.
+pub const BATCH_BYTES: usize = 4096;
+const _: () = assert!(BATCH_BYTES.is_power_of_two());
+
+/// An event's bytes before `data`: what every event in a record carries.
+pub const EVENT_HEADER: usize = core::mem::offset_of!(Event, data);
+
+/// The bytes an event takes in a record with `cap_len` bytes of packet
+/// data: the header and the data rounded up to 8, so every event in a
+/// record starts 8-byte aligned.
+pub const fn wire_len(cap_len: usize) -> usize {
+    EVENT_HEADER + ((cap_len + 7) & !7)
+}
 
 /// Number of slots in the per-probe statistics array. Probe ids are below it.
 pub const MAX_PROBES: u32 = 128;
@@ -65,6 +76,11 @@ pub mod flags {
     pub const MATCH: u8 = 1 << 3;
     /// The skb is a drop (kfree_skb); `reason` holds the drop reason.
     pub const DROP: u8 = 1 << 4;
+    /// The packet bytes were left out (`cap_len` 0): an earlier event of
+    /// this skb carried the same packet (same fingerprint) with its bytes.
+    /// Unless `Config::every_hop_bytes` is set, the programs copy bytes
+    /// only where an skb is first followed or its fingerprint changes.
+    pub const ELIDED: u8 = 1 << 5;
 }
 
 /// Probe ids: one per attach target (a kernel function or a tracepoint).
@@ -187,7 +203,9 @@ pub struct Config {
     /// after it and write no event (`bench/stages.sh` measures what each
     /// stage costs this way); [`stage::DECODE`] stops the reader instead.
     pub stop_after: u32,
-    pub _pad: u32,
+    /// Non-zero: every event carries its packet bytes (a pcapng wants
+    /// each hop's); otherwise see [`flags::ELIDED`].
+    pub every_hop_bytes: u32,
     pub offsets: Offsets,
 }
 
@@ -245,7 +263,11 @@ pub struct Event {
     pub reason: u32,
     /// skb->protocol in host byte order.
     pub protocol: u16,
-    pub _pad: [u8; 6],
+    /// Bytes this event takes in its ring record: [`wire_len`]`(cap_len)`
+    /// for the skb programs, whose events are only as long as their data;
+    /// `Event::SIZE` for the uprobes'.
+    pub wire_len: u16,
+    pub _pad: [u8; 4],
     pub comm: [u8; 16],
     pub dev: [u8; 16],
     pub data: [u8; CAPTURE_LEN],
@@ -259,18 +281,39 @@ impl Event {
 /// beyond the outermost (softirq, hardirq, NMI).
 pub const STAGE_NESTED: usize = 4;
 
+/// Events in one staged batch at most: [`BATCH_BYTES`] of the shortest.
+pub const STAGE_EVENTS: usize = 64;
+const _: () = assert!(STAGE_EVENTS * EVENT_HEADER >= BATCH_BYTES);
+
 /// One CPU's staged events (the STAGE per-CPU map; tracer-ebpf's
 /// staging.rs explains the protocol). User space reads it to learn, without
 /// interrupting the CPU, which events are still waiting there.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Stage {
-    /// Events staged in `batch`.
-    pub n: u32,
+    /// Bytes of events staged in `buf`.
+    pub off: u32,
     /// Programs in the middle of an event on this CPU.
     pub depth: u32,
-    pub batch: [Event; BATCH_EVENTS],
+    /// Events staged in `buf`.
+    pub count: u32,
+    pub _pad: u32,
+    /// The probe of each staged event, to count them lost if the ring is full.
+    pub probes: [u16; STAGE_EVENTS],
+    /// Events back to back. A batch is written out once it holds more than
+    /// `BATCH_BYTES - Event::SIZE`, so a whole event always fits after it.
+    pub buf: [u8; BATCH_BYTES + Event::SIZE],
     pub nested: [Event; STAGE_NESTED],
+}
+
+impl Stage {
+    /// The timestamp of the first staged event (meaningful when `off > 0`).
+    pub fn first_ts(&self) -> u64 {
+        let at = core::mem::offset_of!(Event, ts_ns);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.buf[at..at + 8]);
+        u64::from_ne_bytes(b)
+    }
 }
 
 /// Per-probe counters, kept per CPU in the kernel and summed in user space.
@@ -290,8 +333,11 @@ const _: () = assert!(core::mem::size_of::<Event>() == 112 + CAPTURE_LEN);
 const _: () = assert!(core::mem::size_of::<Event>().is_multiple_of(8));
 const _: () = assert!(core::mem::size_of::<Config>() == 24 + 64);
 const _: () = assert!(core::mem::size_of::<ProbeStats>() == 24);
-// `n` and `depth` share the first 8 bytes, which a map read copies at once.
-const _: () = assert!(core::mem::offset_of!(Stage, batch) == 8);
+// `off` and `depth` share the first 8 bytes, which a map read copies at once.
+const _: () = assert!(core::mem::offset_of!(Stage, depth) == 4);
+const _: () = assert!(core::mem::offset_of!(Stage, buf).is_multiple_of(8));
+const _: () = assert!(EVENT_HEADER == 112);
+const _: () = assert!(wire_len(CAPTURE_LEN) == Event::SIZE);
 
 #[cfg(feature = "user")]
 mod pod {

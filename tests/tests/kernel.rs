@@ -1690,3 +1690,60 @@ fn uprobes_join_ovs_netdev_datapath_into_one_timeline_per_ping() {
     );
     eprintln!("{}", j.report("ovs-vswitchd (netdev)"));
 }
+
+/// By default a ping's bytes come with its first hop (and wherever its
+/// fingerprint changes), not with the later hops of the same skb; with
+/// `--every-hop-bytes` every hop has them, and they are the ping's.
+#[test]
+fn follow_sends_packet_bytes_where_new_and_on_every_hop_when_asked() {
+    if !require_root("follow_sends_packet_bytes_where_new_and_on_every_hop_when_asked") {
+        return;
+    }
+    let topo = TwoNs::new("228.0");
+    let ping = || {
+        topo.ns1
+            .run("ping", &["-c", "2", "-i", "0.2", "-W", "2", &topo.ip2]);
+    };
+    let dev = [
+        "--dev",
+        topo.veth.a.as_str(),
+        "--netns",
+        topo.ns1.name.as_str(),
+    ];
+    let request = format!("ICMP {} > {} echo-request", topo.ip1, topo.ip2);
+    let is_ping = |h: &Value| icmp_type(h) == Some(8);
+
+    let (recs, _) = follow_records(&dev, ping);
+    let req = timelines_matching(&recs, &request);
+    assert_eq!(req.len(), 2, "{recs:#?}");
+    for t in &req {
+        let h = hops(t);
+        assert!(h.len() >= 3, "{t}");
+        assert!(is_ping(&h[0]), "the first hop has the bytes: {t}");
+        // The veth pair hands the same skb on: its later hops repeat
+        // nothing, so they carry no bytes (and no `l2`).
+        let bare: Vec<_> = h[1..]
+            .iter()
+            .filter(|x| x.get("data").is_none() && x.get("same_data").is_none())
+            .collect();
+        assert!(!bare.is_empty(), "later hops without bytes: {t}");
+        assert!(bare.iter().all(|x| x.get("l2").is_none()), "{t}");
+    }
+
+    let mut all = dev.to_vec();
+    all.push("--every-hop-bytes");
+    let (recs, _) = follow_records(&all, ping);
+    let req = timelines_matching(&recs, &request);
+    assert_eq!(req.len(), 2, "{recs:#?}");
+    for t in &req {
+        // Replayed the way `skbtrace replay` reads it: `same_data` hops
+        // take the previous hop's bytes.
+        let parsed: timeline::Timeline =
+            serde_json::from_value((*t).clone()).expect("a timeline record");
+        for h in &parsed.hops {
+            assert!(!h.data.is_empty(), "every hop has bytes: {t}");
+        }
+        let h = hops(t);
+        assert!(is_ping(&h[0]), "{t}");
+    }
+}

@@ -1,7 +1,11 @@
 //! Aggregator throughput: synthetic ring-buffer records replayed through
 //! decode + correlate (+ timeline emission and stats) on one core.
 //!
-//! `cargo bench -p timeline --bench aggregator [-- PACKETS] [tcp]`
+//! `cargo bench -p timeline --bench aggregator [-- PACKETS] [tcp] [every-hop-bytes]`
+//!
+//! Events carry the packet's bytes on the first hop of each skb only, as
+//! the kernel writes them by default (`probes::flags::ELIDED`);
+//! `every-hop-bytes`: on every hop, as with `follow --every-hop-bytes`.
 //!
 //! `tcp`: the path an iperf3 segment takes over a veth pair on a kernel
 //! with tracepoints only (5 events per packet, as `bench/trace.sh` sees on
@@ -19,7 +23,7 @@ use std::io::BufWriter;
 use std::time::Instant;
 
 use probes::{Event, flags, id, method};
-use timeline::decode::{decode, encode};
+use timeline::decode::{decode, encode, split};
 use timeline::sink::{JsonSink, Sink, TextSink};
 use timeline::synth::{self, frame};
 use timeline::{Correlator, CorrelatorConfig};
@@ -56,7 +60,7 @@ const TCP_PATH: &[(u16, u8)] = &[
 
 /// Events are 500 ns apart (2 M/s), packets interleaved `inflight` at a
 /// time, so the correlator's maps hold what they would at that rate.
-fn workload(packets: usize, inflight: usize, tcp: bool) -> (Vec<u8>, usize) {
+fn workload(packets: usize, inflight: usize, tcp: bool, every_hop: bool) -> (Vec<u8>, usize) {
     let path = if tcp { TCP_PATH } else { PATH };
     let mut out = Vec::with_capacity(packets * (path.len() + 1) * Event::SIZE);
     let mut n = 0usize;
@@ -108,10 +112,12 @@ fn workload(packets: usize, inflight: usize, tcp: bool) -> (Vec<u8>, usize) {
                     0
                 };
                 let l2 = probe != id::IP_OUTPUT && probe != id::IP_RCV && probe != id::ICMP_RCV;
-                push(
-                    &synth::event(probe, meth, fl, ts, skb, head, f, l2),
-                    &mut out,
-                );
+                let mut ev = synth::event(probe, meth, fl, ts, skb, head, f, l2);
+                if step > 0 && !every_hop {
+                    ev.flags |= flags::ELIDED;
+                    ev.cap_len = 0;
+                }
+                push(&ev, &mut out);
                 if probe == id::PACKET_RCV {
                     // The tap's clone: new skb, same head, freed at once.
                     let clone = skb + 0x80;
@@ -135,7 +141,6 @@ fn workload(packets: usize, inflight: usize, tcp: bool) -> (Vec<u8>, usize) {
                         &mut out,
                     );
                 }
-                let _ = step;
             }
         }
     }
@@ -177,13 +182,19 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(100_000);
     let tcp = std::env::args().skip(1).any(|a| a == "tcp");
-    let (bytes, events) = workload(packets, 256, tcp);
+    let every_hop = std::env::args().skip(1).any(|a| a == "every-hop-bytes");
+    let (bytes, events) = workload(packets, 256, tcp, every_hop);
     println!(
-        "workload ({}): {packets} packets, {events} events ({:.1} per packet), {} MiB of records",
+        "workload ({}, bytes {}): {packets} packets, {events} events ({:.1} per packet), {} MiB of records",
         if tcp {
             "TCP over veth"
         } else {
             "ICMP over a bridge"
+        },
+        if every_hop {
+            "on every hop"
+        } else {
+            "on the first hop"
         },
         events as f64 / packets as f64,
         bytes.len() >> 20
@@ -199,11 +210,11 @@ fn main() {
 
     let (t_decode, _) = best_of(3, || {
         let mut sum = 0u64;
-        for rec in black_box(&bytes).chunks_exact(Event::SIZE) {
+        split(black_box(&bytes), |rec| {
             if let Ok(ev) = decode(rec) {
                 sum = sum.wrapping_add(black_box(&ev).ts_ns);
             }
-        }
+        });
         black_box(sum)
     });
 
@@ -227,7 +238,8 @@ fn main() {
                 _ => Ok(()),
             };
         };
-        for (i, rec) in black_box(&bytes).chunks_exact(Event::SIZE).enumerate() {
+        let mut i = 0usize;
+        split(black_box(&bytes), |rec| {
             if let Ok(ev) = decode(rec) {
                 c.push(&ev);
             }
@@ -240,7 +252,8 @@ fn main() {
                     c.poll(now).iter().for_each(&mut seen);
                 }
             }
-        }
+            i += 1;
+        });
         if each {
             c.finish_each(&mut seen);
         } else {

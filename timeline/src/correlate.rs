@@ -809,7 +809,8 @@ impl Correlator {
             h.data.clear();
             h.data
                 .extend_from_slice(&e.data[..(e.cap_len as usize).min(CAPTURE_LEN)]);
-            h.l2 = e.flags & flags::L2 != 0;
+            // Where the bytes start: nothing to say for a hop without them.
+            h.l2 = e.flags & flags::L2 != 0 && !h.data.is_empty();
             h.by_time = e.flags & user::BY_TIME != 0;
             h.batch = (e.method == method::UPROBE && e.reason > 0).then_some(e.reason);
             prev = e.ts_ns;

@@ -67,9 +67,10 @@ fn recorded_bytes_to_json_to_replayed_text() {
 
     let mut c = Correlator::new(CorrelatorConfig::default());
     let mut sink = JsonSink::new(Vec::new());
-    for rec in records.chunks_exact(probes::Event::SIZE) {
+    let rest = timeline::decode::split(&records, |rec| {
         c.push(&decode(rec).expect("valid record"));
-    }
+    });
+    assert!(rest.is_empty(), "records split into whole events");
     c.poll_each(3_000_000_000, |t| sink.timeline(t).expect("write to Vec"));
     c.finish_each(|t| sink.timeline(t).expect("write to Vec"));
     sink.finish(&c.summary()).expect("write to Vec");

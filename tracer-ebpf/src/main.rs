@@ -34,7 +34,7 @@ static CONFIG: Config = Config {
     filter_netns: 0,
     wake_all_bytes: 0,
     stop_after: 0,
-    _pad: 0,
+    every_hop_bytes: 0,
     offsets: Offsets {
         skb_len: 0,
         skb_data: 0,
@@ -79,14 +79,14 @@ macro_rules! cfg {
 /// 100 ms tick, so a quiet trace is still shown promptly.
 const WAKEUP_BYTES: u64 = 256 * 1024;
 
-/// The footprint in the ring of a record of `events` events: the events
-/// plus the ring's 8-byte header.
-pub(crate) const fn record_bytes(events: usize) -> u64 {
-    ((events * size_of::<Event>()) as u64 + 8 + 7) & !7
+/// The footprint in the ring of a record of `bytes` bytes: rounded up to
+/// 8, plus the ring's 8-byte header.
+pub(crate) const fn record_bytes(bytes: usize) -> u64 {
+    (bytes as u64 + 8 + 7) & !7
 }
 
-/// A record's footprint in the ring: one event plus the ring's 8-byte header.
-pub(crate) const RECORD_BYTES: u64 = record_bytes(1);
+/// A whole event's footprint in the ring (the uprobes write those).
+pub(crate) const RECORD_BYTES: u64 = record_bytes(size_of::<Event>());
 
 /// Forces a wakeup only for the record that carries the waiting data past a
 /// multiple of WAKEUP_BYTES. Waking on every record past the threshold (as
@@ -552,7 +552,7 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
         (*ev).mark = field::<_, BTF>(skb, cfg!(offsets.skb_mark));
         (*ev).reason = reason;
         (*ev).protocol = s.ethertype as u16;
-        (*ev)._pad = [0; 6];
+        (*ev)._pad = [0; 4];
         if BTF {
             // Plain loads instead of helper calls (see `field`): the
             // task's comm through bpf_get_current_task_btf cut the
@@ -575,21 +575,28 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
         }
         // Bytes from the capture start to the end of the linear data (past
         // it the head buffer holds stale bytes), copied from PKT, where
-        // `locate` read them.
+        // `locate` read them; none when an earlier event of this skb
+        // carried the same packet (`follow` flags that), unless asked for
+        // every hop's.
         let avail = s.lin_end.saturating_sub(s.start);
         let cap = if avail > CAPTURE_LEN as u64 {
             CAPTURE_LEN as u16
         } else {
             avail as u16
         };
-        // (Zeros when the read failed: the helper zero-fills.)
         (*ev).cap_len = 0;
-        if let Some(buf) = PKT.get_ptr(0) {
+        if fl & flags::ELIDED != 0 && cfg!(every_hop_bytes) != 0 {
+            (*ev).flags &= !flags::ELIDED;
+        }
+        if (*ev).flags & flags::ELIDED == 0
+            && let Some(buf) = PKT.get_ptr(0)
+        {
             let (src, dst) = (buf.cast::<u64>(), (&raw mut (*ev).data).cast::<u64>());
             for i in 0..CAPTURE_LEN / 8 {
                 dst.add(i)
                     .write_unaligned(core::ptr::read_unaligned(src.add(i)));
             }
+            // (Zeros when the read failed: the helper zero-fills.)
             if s.cap_ok != 0 {
                 (*ev).cap_len = cap;
             }
@@ -641,6 +648,10 @@ fn follow(fp: u64, s: &Skb, extra: u8) -> Option<u8> {
                 fl |= flags::MATCH;
                 tracked::fp_insert(fp);
                 tracked::skb_insert(skb, fp);
+            } else if fp != 0 && fp == old_fp {
+                // The bytes the address was followed with: the event that
+                // recorded them carried them (the None arm, or MATCH here).
+                fl |= flags::ELIDED;
             }
             if extra & flags::END != 0 {
                 tracked::skb_remove(skb);

@@ -1,6 +1,8 @@
 //! Events are staged per CPU and written to the ring buffer in batches of
-//! `BATCH_EVENTS`, one record per batch (the record is the events back to
-//! back; user space splits it by `Event::SIZE`).
+//! up to `BATCH_BYTES`, one record per batch (the record is the events back
+//! to back, each as long as its `wire_len`: the header, plus the packet
+//! bytes only when the event carries them; user space splits it by
+//! `wire_len`).
 //!
 //! Why: following iperf3 on 6.18, reserving and submitting a ring record
 //! was about half of an event's cost in the kernel. Every reserve takes the
@@ -26,26 +28,31 @@
 //!
 //! Flushing costs the CPU an interrupt, so user space first reads STAGE
 //! (a map read, no interrupt) and flushes only CPUs whose batch is old.
-//! What the read vouches for on a CPU: when `n` and `depth` (one 8-byte
+//! What the read vouches for on a CPU: when `off` and `depth` (one 8-byte
 //! word, copied at once) are both 0, every event stamped before the read;
-//! otherwise every event stamped before `batch[0].ts_ns`. That slot is
-//! written only by an outermost program into an empty batch, so when it
-//! was stamped nothing older was staged or in flight on that CPU, whatever
-//! moment of the batch's life the read caught.
+//! otherwise every event stamped before the first event's `ts_ns` (at the
+//! start of `buf`). That slot is written only by an outermost program into
+//! an empty batch, so when it was stamped nothing older was staged or in
+//! flight on that CPU, whatever moment of the batch's life the read caught.
 
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP, helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray,
 };
-use probes::{BATCH_EVENTS, Event, STAGE_NESTED as NESTED, Stage};
+use probes::{
+    BATCH_BYTES, CAPTURE_LEN, Event, STAGE_EVENTS, STAGE_NESTED as NESTED, Stage, wire_len,
+};
 
 use crate::{
-    EVENTS, RECORD_BYTES, bump, record_bytes,
+    EVENTS, bump, record_bytes,
     tracked::{load, store},
     wakeup_flags,
 };
 
 #[map]
 static STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bytes of `Stage::buf`.
+const BUF: usize = BATCH_BYTES + Event::SIZE;
 
 /// A staged event being written: from [`begin`] to [`commit`].
 pub struct Slot {
@@ -56,6 +63,7 @@ pub struct Slot {
 
 /// A slot for one event, its `ts_ns` already stamped; None when nesting
 /// is deeper than anything the kernel does (counted lost by the caller).
+/// The slot has room for a whole `Event`; `commit` keeps only `wire_len`.
 #[inline(always)]
 pub fn begin() -> Option<Slot> {
     let st = STAGE.get_ptr_mut(0)?;
@@ -67,8 +75,11 @@ pub fn begin() -> Option<Slot> {
         }
         store(&raw mut (*st).depth, depth + 1);
         let ev = if depth == 0 {
-            let n = load(&raw const (*st).n) as usize & (BATCH_EVENTS - 1);
-            &raw mut (*st).batch[n]
+            // Below BATCH_BYTES - Event::SIZE between batches (commit writes
+            // a batch out past it); the mask tells the verifier so, and
+            // that the slot is 8-byte aligned.
+            let off = load(&raw const (*st).off) as usize & (BATCH_BYTES - 8);
+            (&raw mut (*st).buf).cast::<u8>().add(off).cast::<Event>()
         } else {
             &raw mut (*st).nested[(depth as usize - 1) & (NESTED - 1)]
         };
@@ -79,15 +90,29 @@ pub fn begin() -> Option<Slot> {
 }
 
 /// The slot's event is complete: a nested one goes to the ring now, an
-/// outermost one when its batch is full.
+/// outermost one when its batch is full. Sets its `wire_len` from its
+/// `cap_len`.
 #[inline(always)]
 pub fn commit(slot: Slot, probe: u16) {
     let Slot { st, depth, ev } = slot;
     // SAFETY: as in begin.
     unsafe {
+        let cap = (*ev).cap_len as usize;
+        let wire = wire_len(if cap > CAPTURE_LEN { CAPTURE_LEN } else { cap });
+        // The verifier bounds the rounding up to 8 loosely (up to 246), so
+        // the bound is checked again, after a volatile read that keeps the
+        // compiler (which knows better) from dropping the check.
+        let wire = core::ptr::read_volatile(&wire);
+        let wire = if wire > Event::SIZE {
+            Event::SIZE
+        } else {
+            wire
+        };
+        (*ev).wire_len = wire as u16;
         if depth != 0 {
+            let bytes = core::slice::from_raw_parts(ev.cast::<u8>(), wire);
             if EVENTS
-                .output::<Event>(&*ev, wakeup_flags(RECORD_BYTES, true))
+                .output::<[u8]>(bytes, wakeup_flags(record_bytes(wire), true))
                 .is_ok()
             {
                 bump(probe, |s| s.emitted += 1);
@@ -96,16 +121,19 @@ pub fn commit(slot: Slot, probe: u16) {
             }
         } else {
             bump(probe, |s| s.emitted += 1);
-            let n = load(&raw const (*st).n) + 1;
-            if n as usize >= BATCH_EVENTS {
-                output(
-                    st,
-                    BATCH_EVENTS,
-                    wakeup_flags(record_bytes(BATCH_EVENTS), true),
-                );
-                store(&raw mut (*st).n, 0);
+            let count = load(&raw const (*st).count);
+            store(
+                &raw mut (*st).probes[count as usize & (STAGE_EVENTS - 1)],
+                probe,
+            );
+            let off = load(&raw const (*st).off) as usize + wire;
+            if off > BATCH_BYTES - Event::SIZE {
+                output(st, off, count + 1, wakeup_flags(record_bytes(off), true));
+                store(&raw mut (*st).off, 0);
+                store(&raw mut (*st).count, 0);
             } else {
-                store(&raw mut (*st).n, n);
+                store(&raw mut (*st).off, off as u32);
+                store(&raw mut (*st).count, count + 1);
             }
         }
         store(&raw mut (*st).depth, depth);
@@ -119,24 +147,28 @@ pub fn abandon(slot: Slot) {
     unsafe { store(&raw mut (*slot.st).depth, slot.depth) }
 }
 
-/// Writes the first `n` staged events as one record; when the ring is
-/// full they are counted lost instead of emitted.
+/// Writes the first `len` staged bytes (`count` events) as one record;
+/// when the ring is full they are counted lost instead of emitted.
 ///
 /// # Safety
-/// `st` is this CPU's STAGE value and `n <= BATCH_EVENTS`.
+/// `st` is this CPU's STAGE value.
 #[inline(always)]
-unsafe fn output(st: *mut Stage, n: usize, flags: u64) {
-    // SAFETY: the caller's contract bounds the slice to `batch`.
-    let events =
-        unsafe { core::slice::from_raw_parts((&raw const (*st).batch).cast::<Event>(), n) };
-    if EVENTS.output::<[Event]>(events, flags).is_err() {
+unsafe fn output(st: *mut Stage, len: usize, count: u32, flags: u64) {
+    // Never past `buf`: commit and flush stage at most BUF bytes; the
+    // check is what the verifier sees.
+    if len == 0 || len > BUF {
+        return;
+    }
+    // SAFETY: len <= BUF, the length of `buf`.
+    let bytes = unsafe { core::slice::from_raw_parts((&raw const (*st).buf).cast::<u8>(), len) };
+    if EVENTS.output::<[u8]>(bytes, flags).is_err() {
         // Indexed, not iterated: the verifier cannot bound a slice iterator.
-        for i in 0..BATCH_EVENTS {
-            if i >= n {
+        for i in 0..STAGE_EVENTS {
+            if i >= count as usize {
                 break;
             }
-            // SAFETY: i < BATCH_EVENTS.
-            let probe = unsafe { (*st).batch[i].probe };
+            // SAFETY: i < STAGE_EVENTS.
+            let probe = unsafe { (*st).probes[i] };
             bump(probe, |s| {
                 s.emitted = s.emitted.wrapping_sub(1);
                 s.lost += 1;
@@ -157,11 +189,17 @@ pub fn flush() -> i32 {
         if load(&raw const (*st).depth) != 0 {
             return 1;
         }
-        let n = load(&raw const (*st).n) as usize;
-        if n != 0 {
+        let off = load(&raw const (*st).off) as usize;
+        if off != 0 {
             // User space reads right after the flush; no wakeup needed.
-            output(st, n.min(BATCH_EVENTS), BPF_RB_NO_WAKEUP as u64);
-            store(&raw mut (*st).n, 0);
+            output(
+                st,
+                off,
+                load(&raw const (*st).count),
+                BPF_RB_NO_WAKEUP as u64,
+            );
+            store(&raw mut (*st).off, 0);
+            store(&raw mut (*st).count, 0);
         }
     }
     0

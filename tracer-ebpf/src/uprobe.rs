@@ -299,6 +299,8 @@ unsafe fn fill_common(ev: *mut Event, probe: u16) {
         (*ev).version = EVENT_VERSION;
         (*ev).probe = probe;
         (*ev).method = method::UPROBE;
+        // A whole event per record, whatever `cap_len` says.
+        (*ev).wire_len = size_of::<Event>() as u16;
         (*ev).ts_ns = bpf_ktime_get_ns();
         let pid_tgid = bpf_get_current_pid_tgid();
         (*ev).pid = (pid_tgid >> 32) as u32;

@@ -38,6 +38,8 @@ pub struct FollowOptions {
     pub json: Option<PathBuf>,
     pub pcap: Option<PathBuf>,
     pub snaplen: u32,
+    /// Every event carries its packet bytes (also whenever `pcap` is set).
+    pub every_hop_bytes: bool,
     /// Live TUI: timelines and status go here instead of stdout.
     pub tui: Option<Sender<tui::Input>>,
     /// Set by the TUI when the user quits.
@@ -172,6 +174,8 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         target: Some(opts.target.clone()),
         ring_bytes: opts.ring_bytes,
         probes: opts.probes.clone(),
+        // A pcapng has a packet block per hop, each with that hop's bytes.
+        every_hop_bytes: opts.every_hop_bytes || opts.pcap.is_some(),
     })?;
     let uprobes = crate::uprobes::start(
         &mut session,

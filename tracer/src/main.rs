@@ -79,6 +79,13 @@ enum Cmd {
         /// Bytes of each packet kept in the pcapng (at most 128 are captured).
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(14..=128))]
         snaplen: u32,
+        /// Copy the packet's bytes at every hop into the JSON (implied by
+        /// --pcap). By default only hops where skbtrace first sees an skb,
+        /// or sees its fingerprint change, carry them: later hops of the
+        /// same packet rarely differ but for TTL, MACs and checksums, and
+        /// leaving them out makes each event half as large.
+        #[arg(long)]
+        every_hop_bytes: bool,
         /// The live latency waterfall instead of text.
         #[arg(long)]
         tui: bool,
@@ -221,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             pcap,
             snaplen,
+            every_hop_bytes,
             tui,
             tui_max_packets,
             ring,
@@ -241,6 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 json,
                 pcap,
                 snaplen,
+                every_hop_bytes,
                 tui: None,
                 stop: Arc::new(AtomicBool::new(false)),
                 uprobes: uprobes.plan()?,
@@ -282,6 +291,7 @@ fn cmd_probes(json: bool) -> anyhow::Result<()> {
         target: None,
         ring_bytes: 1 << 20,
         probes: select::Selection::all(),
+        every_hop_bytes: false,
     })?;
     let report = &session.report;
     let mut out = std::io::stdout().lock();
@@ -395,6 +405,8 @@ fn cmd_events(
         target: Some(target.clone()),
         ring_bytes: ring.ring_mib << 20,
         probes: probes.selection(),
+        // Raw events show each hop's bytes.
+        every_hop_bytes: true,
     })?;
     let methods: std::collections::HashMap<String, &'static str> =
         session.methods().into_iter().collect();

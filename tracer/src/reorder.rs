@@ -22,18 +22,17 @@ pub struct Reorder {
 }
 
 impl Reorder {
-    /// Splits one ring record into its events and keeps them. A record
-    /// that is not a whole number of events is kept whole, ahead of
+    /// Splits one ring record into its events and keeps them. What does
+    /// not split into whole events is kept as one piece, ahead of
     /// everything, for the decoder to report.
     pub fn push_record(&mut self, rec: &[u8]) {
-        if rec.is_empty() || !rec.len().is_multiple_of(Event::SIZE) {
-            self.keep(0, rec);
-            return;
-        }
-        for ev in rec.chunks_exact(Event::SIZE) {
+        let rest = timeline::decode::split(rec, |ev| {
             let mut ts = [0u8; 8];
             ts.copy_from_slice(&ev[TS_OFFSET..TS_OFFSET + 8]);
             self.keep(u64::from_ne_bytes(ts), ev);
+        });
+        if !rest.is_empty() || rec.is_empty() {
+            self.keep(0, rest);
         }
     }
 

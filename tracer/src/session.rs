@@ -109,6 +109,8 @@ pub struct SessionOptions {
     pub ring_bytes: u32,
     /// Which kernel probe points to attach (`--probes`, `--skip-probes`).
     pub probes: crate::select::Selection,
+    /// Every event carries its packet bytes (see `probes::flags::ELIDED`).
+    pub every_hop_bytes: bool,
 }
 
 pub struct Session {
@@ -210,7 +212,7 @@ impl Session {
             filter_netns: opts.target.as_ref().map_or(0, |t| t.netns_inode),
             wake_all_bytes: opts.ring_bytes / 4,
             stop_after,
-            _pad: 0,
+            every_hop_bytes: opts.every_hop_bytes as u32,
             offsets,
         };
         let mut ebpf = EbpfLoader::new()

@@ -370,10 +370,10 @@ pub const FLUSH_AFTER: Duration = Duration::from_millis(10);
 /// What a read of one CPU's STAGE value made at `t0` vouches for: every
 /// event of that CPU stamped before the returned time is in the ring.
 fn vouched_by_stage(st: &Stage, t0: u64) -> u64 {
-    if st.n == 0 && st.depth == 0 {
+    if st.off == 0 && st.depth == 0 {
         t0
     } else {
-        st.batch[0].ts_ns.min(t0)
+        st.first_ts().min(t0)
     }
 }
 
@@ -621,9 +621,11 @@ mod tests {
     fn stage(n: u32, depth: u32, first_ts: u64) -> Stage {
         // SAFETY: Stage is plain integers; all zeroes is a valid value.
         let mut st: Stage = unsafe { core::mem::zeroed() };
-        st.n = n;
+        st.off = n * probes::EVENT_HEADER as u32;
+        st.count = n;
         st.depth = depth;
-        st.batch[0].ts_ns = first_ts;
+        let at = core::mem::offset_of!(probes::Event, ts_ns);
+        st.buf[at..at + 8].copy_from_slice(&first_ts.to_ne_bytes());
         st
     }
 
@@ -635,7 +637,7 @@ mod tests {
         // Events staged: up to the first of the batch.
         assert_eq!(vouched_by_stage(&stage(5, 0, 850 * MS), t0), 850 * MS);
         // A program in flight with an empty batch: its event may be older
-        // than the read, so only what batch[0] says (here a stale stamp).
+        // than the read, so only what the first slot says (here a stale stamp).
         assert_eq!(vouched_by_stage(&stage(0, 1, 3 * MS), t0), 3 * MS);
         // A batch started after the read began vouches for the read only.
         assert_eq!(vouched_by_stage(&stage(2, 0, 901 * MS), t0), t0);

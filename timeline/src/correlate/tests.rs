@@ -901,3 +901,41 @@ fn a_match_on_a_packet_grown_in_place_is_the_same_packet() {
     assert_eq!(out[0].hops.len(), 3);
     assert!(out[0].complete);
 }
+
+/// Hops the kernel sent without the packet's bytes (the same packet as the
+/// skb's earlier event) stay in the timeline, with no bytes and no `l2`;
+/// the summary comes from the hop that has them.
+#[test]
+fn hops_whose_bytes_were_elided_stay_in_the_timeline_without_bytes() {
+    let mut c = Correlator::new(cfg());
+    let f = ping(3);
+    let t0 = 10_000 * MS;
+    let first = ev(id::TP_NET_DEV_QUEUE, fl::MATCH, t0, 0xa000, 0xb000, &f);
+    let bare = |probe, flags, ts| {
+        let mut e = ev(probe, flags | fl::ELIDED, ts, 0xa000, 0xb000, &f);
+        e.cap_len = 0;
+        e.data = [0; probes::CAPTURE_LEN];
+        // As it comes out of a ring record: the header alone.
+        crate::decode::decode(&crate::decode::encode(&e)).expect("a header-only event")
+    };
+    c.push(&first);
+    c.push(&bare(id::TP_NETIF_RX, 0, t0 + 5 * US));
+    c.push(&bare(id::TP_CONSUME_SKB, fl::END, t0 + 9 * US));
+    let out = c.finish();
+    assert_eq!(out.len(), 1);
+    let t = &out[0];
+    assert_eq!(
+        probes_of(t),
+        ["net:net_dev_queue", "net:netif_rx", "skb:consume_skb"]
+    );
+    assert!(t.complete);
+    assert_eq!(
+        t.summary,
+        "ICMP 10.0.1.1 > 10.0.2.1 echo-request id 7 seq 3"
+    );
+    assert_eq!(t.hops[0].data, f);
+    assert!(t.hops[0].l2);
+    for h in &t.hops[1..] {
+        assert!(h.data.is_empty() && !h.l2, "{h:?}");
+    }
+}
