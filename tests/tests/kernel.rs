@@ -180,7 +180,8 @@ fn hex(s: &str) -> Vec<u8> {
 /// header when the capture starts there).
 fn l3_bytes(ev: &Value) -> Option<Vec<u8>> {
     let data = hex(ev["data"].as_str()?);
-    if ev["l2"].as_bool()? {
+    // Timelines leave `l2` out when false (raw events always have it).
+    if ev["l2"].as_bool().unwrap_or(false) {
         data.get(14..).map(<[u8]>::to_vec)
     } else {
         Some(data)
