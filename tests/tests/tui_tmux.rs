@@ -197,14 +197,19 @@ impl Tmux {
         self.out(&args);
     }
 
-    /// Waits (up to 15 s) for the screen to satisfy `ok`; panics with the
+    /// Waits (up to 15 s) for the screen to satisfy `ok` and stay the same
+    /// over a second capture (a capture can catch a frame half written:
+    /// the title of the waterfall drawn, its hops not yet); panics with the
     /// screen otherwise.
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let s = self.screen();
             if ok(&s) {
-                return s;
+                std::thread::sleep(Duration::from_millis(100));
+                if self.screen() == s {
+                    return s;
+                }
             }
             if Instant::now() > deadline {
                 panic!("timed out waiting for {what}; screen:\n{s}");
@@ -398,4 +403,32 @@ fn replay_tui_restores_the_terminal_on_sigterm() {
 #[test]
 fn replay_tui_restores_the_terminal_on_sigint() {
     restores_on_signal("int", nix::sys::signal::Signal::SIGINT);
+}
+
+/// Closing the terminal (here: its tmux server killed, as when a window
+/// closes or an ssh session drops) ends the TUI instead of leaving it
+/// spinning on a terminal that is gone.
+#[test]
+fn replay_tui_exits_when_its_terminal_goes_away() {
+    let t = Tmux::start("hangup", SCRIPT);
+    t.wait_for("the TUI", |s| s.contains("Waterfall #1"));
+    let pid = t.tui_pid();
+    let _ = t.tmux(&["kill-server"]).output();
+    let proc_dir = format!("/proc/{pid}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&proc_dir).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = Path::new(&proc_dir).exists();
+    if left {
+        // Ours, and spinning: do not leave it behind.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        !left,
+        "the TUI (pid {pid}) still ran 5 s after its terminal went away"
+    );
 }

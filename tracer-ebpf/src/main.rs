@@ -782,6 +782,8 @@ fn on_sendmsg(meth: u8, len: u64) {
         (*ev).probe = probe;
         (*ev).method = meth;
         (*ev).flags = flags::NO_SKB;
+        // A whole event per record.
+        (*ev).wire_len = size_of::<Event>() as u16;
         (*ev).ts_ns = bpf_ktime_get_ns();
         let pid_tgid = bpf_get_current_pid_tgid();
         (*ev).pid = (pid_tgid >> 32) as u32;

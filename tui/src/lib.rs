@@ -171,7 +171,13 @@ fn event_loop(mut app: App, rx: Option<Receiver<Input>>, opts: &Options) -> anyh
             redraw = false;
         }
         let timeout = if more { Duration::ZERO } else { TICK };
-        if !event::poll(timeout).context("cannot read terminal events")? {
+        // Nobody is left to see it; ends as `q` does.
+        if guard.wait_input(timeout) == term::Waiting::Gone {
+            break;
+        }
+        // Asked even without input: a resize comes as a signal, which
+        // crossterm turns into an event.
+        if !event::poll(Duration::ZERO).context("cannot read terminal events")? {
             continue;
         }
         // Handle every event already queued before drawing again.
@@ -193,7 +199,11 @@ fn event_loop(mut app: App, rx: Option<Receiver<Input>>, opts: &Options) -> anyh
                 _ => {}
             }
             redraw = true;
-            if !event::poll(Duration::ZERO).context("cannot read terminal events")? {
+            // Events crossterm already read come first; a terminal that
+            // hung up meanwhile must not reach its poll (see wait_input).
+            if guard.wait_input(Duration::ZERO) == term::Waiting::Gone
+                || !event::poll(Duration::ZERO).context("cannot read terminal events")?
+            {
                 break;
             }
         }

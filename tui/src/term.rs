@@ -44,6 +44,57 @@ pub fn panicked() -> bool {
 
 pub struct TerminalGuard {
     pub terminal: Terminal<CrosstermBackend<Stdout>>,
+    /// Where key presses come from: stdin when it is a terminal, else
+    /// /dev/tty (as crossterm chooses).
+    input: Input,
+}
+
+enum Input {
+    Stdin,
+    Tty(std::fs::File),
+}
+
+/// What the terminal's input has, from [`TerminalGuard::wait_input`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waiting {
+    Input,
+    Nothing,
+    /// The terminal hung up (its window closed, its tmux server killed).
+    Gone,
+}
+
+impl TerminalGuard {
+    /// Waits up to `timeout` for input on the terminal. Asked before
+    /// crossterm is: on a terminal that hung up, crossterm's poll and read
+    /// spin on the failing reads without returning (found when a killed
+    /// tmux left `replay --tui` at 100% CPU), so the loop would never see
+    /// its stop flag.
+    pub fn wait_input(&self, timeout: std::time::Duration) -> Waiting {
+        use std::os::fd::AsRawFd;
+        let fd = match &self.input {
+            Input::Stdin => libc::STDIN_FILENO,
+            Input::Tty(f) => f.as_raw_fd(),
+        };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        if n < 0 {
+            // EINTR: a signal, which the loop's flags will show.
+            return Waiting::Nothing;
+        }
+        if p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            Waiting::Gone
+        } else if p.revents & libc::POLLIN != 0 {
+            Waiting::Input
+        } else {
+            Waiting::Nothing
+        }
+    }
 }
 
 impl TerminalGuard {
@@ -69,11 +120,22 @@ impl TerminalGuard {
             let _ = restore();
             return Err(e);
         }
+        let input = if io::IsTerminal::is_terminal(&io::stdin()) {
+            Input::Stdin
+        } else {
+            match std::fs::File::open("/dev/tty") {
+                Ok(f) => Input::Tty(f),
+                Err(e) => {
+                    let _ = restore();
+                    return Err(e);
+                }
+            }
+        };
         match Terminal::new(CrosstermBackend::new(out)) {
             Ok(mut terminal) => {
                 let _ = terminal.hide_cursor();
                 let _ = terminal.clear();
-                Ok(TerminalGuard { terminal })
+                Ok(TerminalGuard { terminal, input })
             }
             Err(e) => {
                 let _ = restore();
