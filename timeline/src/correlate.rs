@@ -158,8 +158,81 @@ struct HeadRef {
     refs: u32,
 }
 
+/// An event as a packet keeps it until it is emitted: the fields a hop
+/// shows, and where its packet bytes are in the packet's `bytes`. Half the
+/// size of an [`Event`], whose 128-byte data area most hops leave empty
+/// (the kernel sends the bytes where an skb is first seen): the held
+/// packets were the reader's largest memory traffic.
+#[derive(Clone, Copy)]
+struct Rec {
+    ts_ns: u64,
+    skb: u64,
+    head: u64,
+    fingerprint: u64,
+    pid: u32,
+    cpu: u32,
+    ifindex: u32,
+    netns: u32,
+    len: u32,
+    reason: u32,
+    /// Offset of the packet bytes in `Packet::bytes` (`cap_len` of them).
+    data_at: u32,
+    probe: u16,
+    protocol: u16,
+    cap_len: u16,
+    method: u8,
+    flags: u8,
+    comm: [u8; 16],
+    dev: [u8; 16],
+}
+
+impl Rec {
+    fn data<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        let at = self.data_at as usize;
+        bytes
+            .get(at..at + (self.cap_len as usize).min(CAPTURE_LEN))
+            .unwrap_or_default()
+    }
+
+    /// The event again (for hops that move to another packet).
+    fn event(&self, bytes: &[u8]) -> Event {
+        let mut data = [0u8; CAPTURE_LEN];
+        let d = self.data(bytes);
+        data[..d.len()].copy_from_slice(d);
+        Event {
+            version: probes::EVENT_VERSION,
+            probe: self.probe,
+            method: self.method,
+            flags: self.flags,
+            cap_len: d.len() as u16,
+            ts_ns: self.ts_ns,
+            skb: self.skb,
+            head: self.head,
+            fingerprint: self.fingerprint,
+            pid: self.pid,
+            tid: 0,
+            cpu: self.cpu,
+            ifindex: self.ifindex,
+            netns: self.netns,
+            len: self.len,
+            mark: 0,
+            reason: self.reason,
+            protocol: self.protocol,
+            wire_len: probes::wire_len(d.len()) as u16,
+            _pad: [0; 4],
+            comm: self.comm,
+            dev: self.dev,
+            data,
+        }
+    }
+}
+
 struct Packet {
-    events: Vec<Event>,
+    /// The packet id timelines show (handles index the slab).
+    id: u64,
+    events: Vec<Rec>,
+    /// The packet bytes of `events`, back to back.
+    bytes: Vec<u8>,
     /// Live skb addresses of this packet.
     live: u32,
     /// Latest END timestamp once `live` dropped to 0.
@@ -191,7 +264,7 @@ struct ProbeCounter {
 pub struct Correlator {
     cfg: CorrelatorConfig,
     next_id: u64,
-    packets: FastMap<Packet>,
+    packets: Slab<Packet>,
     skbs: FastMap<LiveSkb>,
     ended: FastMap<EndedSkb>,
     heads: FastMap<HeadRef>,
@@ -206,8 +279,9 @@ pub struct Correlator {
     spare: Vec<Packet>,
     /// The timeline `poll_each` builds every packet in.
     scratch: Timeline,
-    /// `poll`'s list of packets to emit, kept for its capacity.
-    done: Vec<(u64, u64)>,
+    /// `poll`'s list of packets to emit (first timestamp, id, handle),
+    /// kept for its capacity.
+    done: Vec<(u64, u64, Handle)>,
 }
 
 fn set(s: &mut String, v: &str) {
@@ -230,7 +304,7 @@ impl Correlator {
         Self {
             cfg,
             next_id: 1,
-            packets: FastMap::default(),
+            packets: Slab::default(),
             skbs: FastMap::default(),
             ended: FastMap::default(),
             heads: FastMap::default(),
@@ -476,7 +550,14 @@ impl Correlator {
             .iter()
             .rev()
             .find(|e| e.skb == ev.skb && e.fingerprint == fp && e.cap_len > 0)?;
-        Some((identity(prev)?, identity(ev)?))
+        Some((
+            identity(prev.data(&p.bytes), prev.flags, prev.protocol)?,
+            identity(
+                &ev.data[..(ev.cap_len as usize).min(CAPTURE_LEN)],
+                ev.flags,
+                ev.protocol,
+            )?,
+        ))
     }
 
     /// Moves out of packet `pkt` the events of address `skb` with
@@ -499,7 +580,8 @@ impl Correlator {
         let mut i = last_tracked + 1;
         while i < p.events.len() {
             if p.events[i].skb == skb && p.events[i].fingerprint == fp {
-                out.push(p.events.remove(i));
+                let e = p.events.remove(i);
+                out.push(e.event(&p.bytes));
             } else {
                 i += 1;
             }
@@ -530,25 +612,25 @@ impl Correlator {
         }
     }
 
-    fn new_packet(&mut self) -> u64 {
+    fn new_packet(&mut self) -> Handle {
         let id = self.next_id;
         self.next_id += 1;
-        self.packets.insert(
-            id,
-            self.spare.pop().unwrap_or_else(|| Packet {
-                events: Vec::with_capacity(8),
-                live: 0,
-                ended_at: None,
-                last_ts: 0,
-                first_ts: u64::MAX,
-                end_unseen: false,
-                lost: false,
-                skbs: Vec::with_capacity(2),
-                heads: Vec::with_capacity(1),
-                fps: Vec::with_capacity(1),
-            }),
-        );
-        id
+        let mut p = self.spare.pop().unwrap_or_else(|| Packet {
+            id: 0,
+            events: Vec::with_capacity(8),
+            bytes: Vec::with_capacity(2 * CAPTURE_LEN),
+            live: 0,
+            ended_at: None,
+            last_ts: 0,
+            first_ts: u64::MAX,
+            end_unseen: false,
+            lost: false,
+            skbs: Vec::with_capacity(2),
+            heads: Vec::with_capacity(1),
+            fps: Vec::with_capacity(1),
+        });
+        p.id = id;
+        self.packets.insert(p)
     }
 
     fn append(&mut self, pkt: u64, ev: &Event) {
@@ -559,7 +641,29 @@ impl Correlator {
         // without bound: keep the first MAX_HOPS hops, and say the timeline
         // is missing some.
         if p.events.len() < MAX_HOPS {
-            p.events.push(*ev);
+            let cap = (ev.cap_len as usize).min(CAPTURE_LEN);
+            let data_at = p.bytes.len() as u32;
+            p.bytes.extend_from_slice(&ev.data[..cap]);
+            p.events.push(Rec {
+                ts_ns: ev.ts_ns,
+                skb: ev.skb,
+                head: ev.head,
+                fingerprint: ev.fingerprint,
+                pid: ev.pid,
+                cpu: ev.cpu,
+                ifindex: ev.ifindex,
+                netns: ev.netns,
+                len: ev.len,
+                reason: ev.reason,
+                data_at,
+                probe: ev.probe,
+                protocol: ev.protocol,
+                cap_len: cap as u16,
+                method: ev.method,
+                flags: ev.flags,
+                comm: ev.comm,
+                dev: ev.dev,
+            });
         } else {
             p.lost = true;
         }
@@ -680,7 +784,7 @@ impl Correlator {
                     Some(end) if p.live == 0 => end.saturating_add(join) <= now_ns,
                     _ => p.last_ts.saturating_add(timeout) <= now_ns,
                 })
-                .map(|(&id, p)| (p.first_ts, id)),
+                .map(|(h, p)| (p.first_ts, p.id, h)),
         );
         self.emit(&mut done, f);
         self.done = done;
@@ -696,10 +800,10 @@ impl Correlator {
 
     /// [`Correlator::finish`] through a callback, as [`Correlator::poll_each`].
     pub fn finish_each(&mut self, f: impl FnMut(&Timeline)) {
-        let mut all: Vec<(u64, u64)> = self
+        let mut all: Vec<(u64, u64, Handle)> = self
             .packets
             .iter()
-            .map(|(&id, p)| (p.first_ts, id))
+            .map(|(h, p)| (p.first_ts, p.id, h))
             .collect();
         self.emit(&mut all, f);
     }
@@ -715,11 +819,11 @@ impl Correlator {
         self.latest_ts
     }
 
-    /// Emits packets `ids` = (first timestamp, id), in that order.
-    fn emit(&mut self, ids: &mut [(u64, u64)], mut f: impl FnMut(&Timeline)) {
+    /// Emits packets `ids` = (first timestamp, id, handle), in that order.
+    fn emit(&mut self, ids: &mut [(u64, u64, Handle)], mut f: impl FnMut(&Timeline)) {
         ids.sort_unstable();
         let mut t = std::mem::take(&mut self.scratch);
-        for &(_, id) in ids.iter() {
+        for &(_, _, id) in ids.iter() {
             let Some(mut p) = self.packets.remove(&id) else {
                 continue;
             };
@@ -741,7 +845,7 @@ impl Correlator {
                     self.fps.remove(fp);
                 }
             }
-            self.build(id, &mut p, &mut t);
+            self.build(p.id, &mut p, &mut t);
             self.stats.record(&t);
             f(&t);
             // Keep the buffers: a packet's hop list is kilobytes, and
@@ -749,6 +853,7 @@ impl Correlator {
             // the per-packet work.
             if self.spare.len() < SPARE_PACKETS {
                 p.events.clear();
+                p.bytes.clear();
                 p.skbs.clear();
                 p.heads.clear();
                 p.fps.clear();
@@ -807,8 +912,7 @@ impl Correlator {
                 None
             };
             h.data.clear();
-            h.data
-                .extend_from_slice(&e.data[..(e.cap_len as usize).min(CAPTURE_LEN)]);
+            h.data.extend_from_slice(e.data(&p.bytes));
             // Where the bytes start: nothing to say for a hop without them.
             h.l2 = e.flags & flags::L2 != 0 && !h.data.is_empty();
             h.by_time = e.flags & user::BY_TIME != 0;
@@ -825,7 +929,7 @@ impl Correlator {
         {
             Some(e) => summarize_into(
                 &mut t.summary,
-                &e.data[..(e.cap_len as usize).min(CAPTURE_LEN)],
+                e.data(&p.bytes),
                 e.flags & flags::L2 != 0,
                 e.protocol,
             ),
@@ -897,19 +1001,21 @@ impl Correlator {
 #[cfg(test)]
 mod tests;
 
+mod slab;
 mod user;
 
+use slab::{Handle, Slab};
+
 /// The identity halves of an event's captured bytes.
-fn identity(e: &Event) -> Option<Identity> {
-    let data = &e.data[..(e.cap_len as usize).min(CAPTURE_LEN)];
-    let (et, off, _) = crate::summarize::locate_l3(data, e.flags & flags::L2 != 0, e.protocol)?;
+fn identity(data: &[u8], fl: u8, protocol: u16) -> Option<Identity> {
+    let (et, off, _) = crate::summarize::locate_l3(data, fl & flags::L2 != 0, protocol)?;
     probes::fingerprint::identity_from_l3(et, data.get(off..)?)
 }
 
 /// The event's captured bytes are of a protocol that is not IP (ARP). Only
 /// real bytes count: an event without them may report a stale ethertype (an
 /// AF_PACKET TX-ring skb before its headers are linear).
-fn shows_non_ip(e: &Event) -> bool {
+fn shows_non_ip(e: &Rec) -> bool {
     e.fingerprint == 0 && e.cap_len > 0 && e.protocol != 0 && !is_ip(e.protocol)
 }
 

@@ -49,7 +49,7 @@ impl Correlator {
             return;
         }
         let window = self.cfg.join_window_ns;
-        let mut cands: Vec<(u64, u64)> = self
+        let mut cands: Vec<(u64, u64, u64)> = self
             .packets
             .iter()
             .filter(|(_, p)| p.last_ts <= ev.ts_ns && ev.ts_ns - p.last_ts <= window)
@@ -75,7 +75,7 @@ impl Correlator {
                         || is_socket_rx(last.probe)
                         || (last.method == method::UPROBE && last.pid == ev.pid))
             })
-            .map(|(&id, p)| (p.last_ts, id))
+            .map(|(h, p)| (p.last_ts, p.id, h))
             .collect();
         if cands.is_empty() {
             self.unattached += 1;
@@ -84,7 +84,7 @@ impl Correlator {
         cands.sort_unstable_by(|a, b| b.cmp(a));
         let mut placed = *ev;
         placed.flags |= BY_TIME;
-        for &(_, pkt) in cands.iter().take(ev.reason.max(1) as usize) {
+        for &(_, _, pkt) in cands.iter().take(ev.reason.max(1) as usize) {
             self.append(pkt, &placed);
             if let Some(p) = self.packets.get_mut(&pkt)
                 && p.live == 0
