@@ -3,14 +3,15 @@
 //! caller, who knows which symbol each id was attached to.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 /// The table the correlator names probes with. Start from
 /// [`ProbeNames::default`] (the kernel probes) and [`ProbeNames::set`] the
 /// extra ones; a name set here wins over the built-in one.
 #[derive(Clone, Debug, Default)]
 pub struct ProbeNames {
-    extra: HashMap<u16, String>,
+    /// Indexed by probe id: ids are small and dense, and this is asked once
+    /// per hop of every timeline.
+    extra: Vec<Option<String>>,
 }
 
 impl ProbeNames {
@@ -20,13 +21,17 @@ impl ProbeNames {
 
     /// Names (or renames) probe `id`, e.g. `set(UPROBE_BASE, "af_packet_input_node_fn")`.
     pub fn set(&mut self, id: u16, name: impl Into<String>) -> &mut Self {
-        self.extra.insert(id, name.into());
+        let i = id as usize;
+        if i >= self.extra.len() {
+            self.extra.resize(i + 1, None);
+        }
+        self.extra[i] = Some(name.into());
         self
     }
 
     /// The probe's name; `probe#N` for an id nobody named.
     pub fn name(&self, id: u16) -> Cow<'_, str> {
-        if let Some(n) = self.extra.get(&id) {
+        if let Some(Some(n)) = self.extra.get(id as usize) {
             return Cow::Borrowed(n.as_str());
         }
         match probes::id::name(id) {
