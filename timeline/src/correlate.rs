@@ -279,6 +279,8 @@ pub struct Correlator {
     spare: Vec<Packet>,
     /// The timeline `poll_each` builds every packet in.
     scratch: Timeline,
+    /// The probe id of each of `scratch`'s hops.
+    probe_ids: Vec<u16>,
     /// `poll`'s list of packets to emit (first timestamp, id, handle),
     /// kept for its capacity.
     done: Vec<(u64, u64, Handle)>,
@@ -317,6 +319,7 @@ impl Correlator {
             stats: Stats::default(),
             spare: Vec::new(),
             scratch: Timeline::default(),
+            probe_ids: Vec::new(),
             done: Vec::new(),
         }
     }
@@ -328,6 +331,7 @@ impl Correlator {
     /// Names probe `id` from now on (uprobes), see [`ProbeNames::set`].
     pub fn set_probe_name(&mut self, id: u16, name: impl Into<String>) {
         self.cfg.probe_names.set(id, name);
+        self.stats.forget_id(id);
     }
 
     fn counter(&mut self, probe: u16) -> &mut ProbeCounter {
@@ -846,7 +850,9 @@ impl Correlator {
                 }
             }
             self.build(p.id, &mut p, &mut t);
-            self.stats.record(&t);
+            self.probe_ids.clear();
+            self.probe_ids.extend(p.events.iter().map(|e| e.probe));
+            self.stats.record_ids(&t, &self.probe_ids);
             f(&t);
             // Keep the buffers: a packet's hop list is kilobytes, and
             // allocating it afresh per packet costs more than the rest of

@@ -6,7 +6,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use hdrhistogram::Histogram;
 
-use crate::model::{HopPairStats, ProbeCount, Summary, Timeline};
+use crate::model::{Hop, HopPairStats, ProbeCount, Summary, Timeline};
 
 /// FNV-1a over probe names: short keys hashed once per hop; SipHash's
 /// flooding resistance buys nothing for names we made ourselves.
@@ -55,6 +55,10 @@ pub struct Stats {
     probes: Vec<ProbeEntry>,
     /// (from index << 32 | to index) -> latency histogram.
     pairs: HashMap<u64, Histogram<u64>, BuildHasherDefault<Fnv>>,
+    /// Probe id -> index into `probes` (u32::MAX: not yet), for
+    /// [`Stats::record_ids`]: the correlator knows each hop's probe id, and
+    /// an index lookup is cheaper than hashing the name.
+    by_id: Vec<u32>,
 }
 
 /// `new(3)` histograms auto-resize on `record` (not on
@@ -85,6 +89,38 @@ impl Stats {
     }
 
     pub fn record(&mut self, t: &Timeline) {
+        self.record_by(t, |s, h, _| s.intern(&h.probe, &h.method));
+    }
+
+    /// [`Stats::record`] for a timeline whose hop `i` came from probe
+    /// `ids[i]`, named as the timeline names it.
+    pub(crate) fn record_ids(&mut self, t: &Timeline, ids: &[u16]) {
+        self.record_by(t, |s, h, i| {
+            let id = ids.get(i).map_or(usize::MAX, |&id| id as usize);
+            match s.by_id.get(id) {
+                Some(&x) if x != u32::MAX => x,
+                _ => {
+                    let x = s.intern(&h.probe, &h.method);
+                    if id != usize::MAX {
+                        if id >= s.by_id.len() {
+                            s.by_id.resize(id + 1, u32::MAX);
+                        }
+                        s.by_id[id] = x;
+                    }
+                    x
+                }
+            }
+        });
+    }
+
+    /// Probe `id` is named anew: look its name up again next time.
+    pub(crate) fn forget_id(&mut self, id: u16) {
+        if let Some(x) = self.by_id.get_mut(id as usize) {
+            *x = u32::MAX;
+        }
+    }
+
+    fn record_by(&mut self, t: &Timeline, mut index: impl FnMut(&mut Self, &Hop, usize) -> u32) {
         self.packets += 1;
         if t.complete {
             self.complete += 1;
@@ -93,8 +129,8 @@ impl Stats {
         }
         self.dropped += t.dropped as u64;
         let mut prev: Option<(u32, u64)> = None;
-        for h in &t.hops {
-            let i = self.intern(&h.probe, &h.method);
+        for (n, h) in t.hops.iter().enumerate() {
+            let i = index(self, h, n);
             self.probes[i as usize].hops += 1;
             if let Some((p, ts)) = prev {
                 let delta = h.ts_ns.saturating_sub(ts);
@@ -175,5 +211,49 @@ impl Stats {
             .collect();
         probes.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.probe.cmp(&b.probe)));
         self.summary(probes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tl(hops: &[(&str, u64)]) -> Timeline {
+        Timeline {
+            hops: hops
+                .iter()
+                .map(|&(p, ts)| Hop {
+                    probe: p.to_string(),
+                    method: "tracepoint".into(),
+                    ts_ns: ts,
+                    ..Hop::default()
+                })
+                .collect(),
+            complete: true,
+            ..Timeline::default()
+        }
+    }
+
+    #[test]
+    fn recording_by_probe_id_counts_as_recording_by_name() {
+        let a = tl(&[
+            ("veth_xmit", 0),
+            ("net:netif_rx", 700),
+            ("skb:consume_skb", 1500),
+        ]);
+        let b = tl(&[("veth_xmit", 0), ("skb:consume_skb", 400)]);
+        let (mut by_name, mut by_id) = (Stats::new(), Stats::new());
+        for _ in 0..3 {
+            by_name.record(&a);
+            by_name.record(&b);
+            by_id.record_ids(&a, &[3, 9, 20]);
+            by_id.record_ids(&b, &[3, 20]);
+        }
+        assert_eq!(by_id.hop_pairs(), by_name.hop_pairs());
+        assert_eq!(by_id.hop_pairs().len(), 3);
+        // A probe renamed after its first timeline is counted under its new name.
+        by_id.forget_id(9);
+        by_id.record_ids(&tl(&[("veth_xmit", 0), ("netif_rx2", 5)]), &[3, 9]);
+        assert!(by_id.hop_pairs().iter().any(|p| p.to == "netif_rx2"));
     }
 }
