@@ -431,7 +431,14 @@ impl Correlator {
                     self.unref_head(l.head);
                     self.ref_head(ev.head, l.pkt);
                 }
-                if let Some(s) = self.skbs.get_mut(&ev.skb) {
+                // Most hops change nothing here: skip the second lookup.
+                let changes = ev.head != l.head
+                    || (ev.protocol != 0 && ev.protocol != l.proto)
+                    || (ev.fingerprint != 0
+                        && (ev.fingerprint != l.fp
+                            || ((ev.flags & flags::MATCH != 0 || l.match_fp == 0)
+                                && l.match_fp != ev.fingerprint)));
+                if changes && let Some(s) = self.skbs.get_mut(&ev.skb) {
                     s.head = ev.head;
                     if ev.protocol != 0 {
                         s.proto = ev.protocol;
