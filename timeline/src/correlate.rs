@@ -286,6 +286,15 @@ pub struct Correlator {
     done: Vec<(u64, u64, Handle)>,
 }
 
+/// Removes `key` from `map` if its value satisfies `pred`.
+fn remove_if<V>(map: &mut FastMap<V>, key: u64, pred: impl FnOnce(&V) -> bool) {
+    if let std::collections::hash_map::Entry::Occupied(e) = map.entry(key)
+        && pred(e.get())
+    {
+        e.remove();
+    }
+}
+
 fn set(s: &mut String, v: &str) {
     s.clear();
     s.push_str(v);
@@ -838,23 +847,17 @@ impl Correlator {
             let Some(mut p) = self.packets.remove(&id) else {
                 continue;
             };
+            // One lookup each (entry, not get then remove): these indexes
+            // are cold by the time a packet is emitted.
             for skb in &p.skbs {
-                if self.skbs.get(skb).is_some_and(|l| l.pkt == id) {
-                    self.skbs.remove(skb);
-                }
-                if self.ended.get(skb).is_some_and(|e| e.pkt == id) {
-                    self.ended.remove(skb);
-                }
+                remove_if(&mut self.skbs, *skb, |l| l.pkt == id);
+                remove_if(&mut self.ended, *skb, |e| e.pkt == id);
             }
             for h in &p.heads {
-                if self.heads.get(h).is_some_and(|r| r.pkt == id) {
-                    self.heads.remove(h);
-                }
+                remove_if(&mut self.heads, *h, |r| r.pkt == id);
             }
             for fp in &p.fps {
-                if self.fps.get(fp) == Some(&id) {
-                    self.fps.remove(fp);
-                }
+                remove_if(&mut self.fps, *fp, |&pkt| pkt == id);
             }
             self.build(p.id, &mut p, &mut t);
             self.probe_ids.clear();

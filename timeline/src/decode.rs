@@ -38,7 +38,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let ev_bytes = match bytes.first_chunk::<{ Event::SIZE }>() {
         Some(b) => b,
         None => {
-            whole[..bytes.len()].copy_from_slice(bytes);
+            match bytes.first_chunk::<EVENT_HEADER>() {
+                // Most events are a header alone (no packet bytes): a
+                // fixed-size copy too.
+                Some(h) if bytes.len() == EVENT_HEADER => {
+                    whole[..EVENT_HEADER].copy_from_slice(h);
+                }
+                _ => whole[..bytes.len()].copy_from_slice(bytes),
+            }
             &whole
         }
     };
