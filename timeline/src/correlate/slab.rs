@@ -1,103 +1,61 @@
-//! Open packets in a slab: a packet's handle is its slot's index plus the
-//! slot's generation, so the correlator reaches a packet by indexing
+//! Open packets in a slot map: a packet's handle is its slot's index plus
+//! the slot's version, so the correlator reaches a packet by indexing
 //! instead of hashing (several times per event), and a handle left in an
 //! index after its packet was emitted finds nothing, as a removed hash key
-//! did.
+//! did. Handles are plain u64 (`KeyData::as_ffi`) so the correlator's
+//! indexes keep their value types.
 
-/// Slot index in the low 32 bits, generation in the high 32.
+use slotmap::{DefaultKey, Key, KeyData, SlotMap};
+
 pub(super) type Handle = u64;
 
-struct Slot<T> {
-    generation: u32,
-    value: Option<T>,
+fn key(h: Handle) -> DefaultKey {
+    KeyData::from_ffi(h).into()
 }
 
-pub(super) struct Slab<T> {
-    slots: Vec<Slot<T>>,
-    free: Vec<u32>,
-    len: usize,
+fn handle(k: DefaultKey) -> Handle {
+    k.data().as_ffi()
 }
+
+pub(super) struct Slab<T>(SlotMap<DefaultKey, T>);
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Self {
-            slots: Vec::new(),
-            free: Vec::new(),
-            len: 0,
-        }
+        Self(SlotMap::new())
     }
-}
-
-fn split(h: Handle) -> (usize, u32) {
-    ((h & 0xffff_ffff) as usize, (h >> 32) as u32)
 }
 
 impl<T> Slab<T> {
     pub fn insert(&mut self, value: T) -> Handle {
-        self.len += 1;
-        let i = match self.free.pop() {
-            Some(i) => i as usize,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                self.slots.len() - 1
-            }
-        };
-        let s = &mut self.slots[i];
-        s.value = Some(value);
-        (s.generation as u64) << 32 | i as u64
+        handle(self.0.insert(value))
     }
 
     pub fn get(&self, h: &Handle) -> Option<&T> {
-        let (i, generation) = split(*h);
-        self.slots
-            .get(i)
-            .filter(|s| s.generation == generation)
-            .and_then(|s| s.value.as_ref())
+        self.0.get(key(*h))
     }
 
     pub fn get_mut(&mut self, h: &Handle) -> Option<&mut T> {
-        let (i, generation) = split(*h);
-        self.slots
-            .get_mut(i)
-            .filter(|s| s.generation == generation)
-            .and_then(|s| s.value.as_mut())
+        self.0.get_mut(key(*h))
     }
 
     pub fn contains_key(&self, h: &Handle) -> bool {
-        self.get(h).is_some()
+        self.0.contains_key(key(*h))
     }
 
     pub fn remove(&mut self, h: &Handle) -> Option<T> {
-        let (i, generation) = split(*h);
-        let s = self
-            .slots
-            .get_mut(i)
-            .filter(|s| s.generation == generation)?;
-        let v = s.value.take()?;
-        // A new generation: handles to the old value no longer match.
-        s.generation = s.generation.wrapping_add(1);
-        self.free.push(i as u32);
-        self.len -= 1;
-        Some(v)
+        self.0.remove(key(*h))
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.0.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.value
-                .as_ref()
-                .map(|v| ((s.generation as u64) << 32 | i as u64, v))
-        })
+        self.0.iter().map(|(k, v)| (handle(k), v))
     }
 
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.slots.iter_mut().filter_map(|s| s.value.as_mut())
+        self.0.values_mut()
     }
 }
 
@@ -115,8 +73,9 @@ mod tests {
         assert_eq!(s.get(&a), None);
         assert_eq!((s.remove(&a), s.len()), (None, 1));
         let c = s.insert("c");
-        assert_ne!(c, a, "the reused slot has a new generation");
+        assert_ne!(c, a, "the reused slot has a new version");
         assert_eq!((s.get(&a), s.get(&c)), (None, Some(&"c")));
+        assert!(!s.contains_key(&a) && s.contains_key(&c));
         let mut all: Vec<_> = s.iter().map(|(h, v)| (h, *v)).collect();
         all.sort();
         let mut want = vec![(b, "b"), (c, "c")];
