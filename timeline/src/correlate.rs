@@ -130,7 +130,7 @@ impl Hasher for U64Hasher {
 type FastMap<V> = HashMap<u64, V, BuildHasherDefault<U64Hasher>>;
 
 /// A live skb address.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct LiveSkb {
     pkt: u64,
     head: u64,
@@ -190,7 +190,7 @@ impl Rec {
     fn data<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
         let at = self.data_at as usize;
         bytes
-            .get(at..at + (self.cap_len as usize).min(CAPTURE_LEN))
+            .get(at..at + self.cap_len as usize)
             .unwrap_or_default()
     }
 
@@ -228,7 +228,7 @@ impl Rec {
 }
 
 struct Packet {
-    /// The packet id timelines show (handles index the slab).
+    /// The packet id timelines show (handles index `Correlator::packets`).
     id: u64,
     events: Vec<Rec>,
     /// The packet bytes of `events`, back to back.
@@ -264,7 +264,7 @@ struct ProbeCounter {
 pub struct Correlator {
     cfg: CorrelatorConfig,
     next_id: u64,
-    packets: Slab<Packet>,
+    packets: Slots<Packet>,
     skbs: FastMap<LiveSkb>,
     ended: FastMap<EndedSkb>,
     heads: FastMap<HeadRef>,
@@ -279,8 +279,6 @@ pub struct Correlator {
     spare: Vec<Packet>,
     /// The timeline `poll_each` builds every packet in.
     scratch: Timeline,
-    /// The probe id of each of `scratch`'s hops.
-    probe_ids: Vec<u16>,
     /// `poll`'s list of packets to emit (first timestamp, id, handle),
     /// kept for its capacity.
     done: Vec<(u64, u64, Handle)>,
@@ -315,7 +313,7 @@ impl Correlator {
         Self {
             cfg,
             next_id: 1,
-            packets: Slab::default(),
+            packets: Slots::default(),
             skbs: FastMap::default(),
             ended: FastMap::default(),
             heads: FastMap::default(),
@@ -328,7 +326,6 @@ impl Correlator {
             stats: Stats::default(),
             spare: Vec::new(),
             scratch: Timeline::default(),
-            probe_ids: Vec::new(),
             done: Vec::new(),
         }
     }
@@ -440,24 +437,22 @@ impl Correlator {
                     self.unref_head(l.head);
                     self.ref_head(ev.head, l.pkt);
                 }
-                // Most hops change nothing here: skip the second lookup.
-                let changes = ev.head != l.head
-                    || (ev.protocol != 0 && ev.protocol != l.proto)
-                    || (ev.fingerprint != 0
-                        && (ev.fingerprint != l.fp
-                            || ((ev.flags & flags::MATCH != 0 || l.match_fp == 0)
-                                && l.match_fp != ev.fingerprint)));
-                if changes && let Some(s) = self.skbs.get_mut(&ev.skb) {
-                    s.head = ev.head;
-                    if ev.protocol != 0 {
-                        s.proto = ev.protocol;
+                let mut n = l;
+                n.head = ev.head;
+                if ev.protocol != 0 {
+                    n.proto = ev.protocol;
+                }
+                if ev.fingerprint != 0 {
+                    n.fp = ev.fingerprint;
+                    if ev.flags & flags::MATCH != 0 || n.match_fp == 0 {
+                        n.match_fp = ev.fingerprint;
                     }
-                    if ev.fingerprint != 0 {
-                        s.fp = ev.fingerprint;
-                        if ev.flags & flags::MATCH != 0 || s.match_fp == 0 {
-                            s.match_fp = ev.fingerprint;
-                        }
-                    }
+                }
+                // Most hops change nothing: no second lookup for them.
+                if n != l
+                    && let Some(s) = self.skbs.get_mut(&ev.skb)
+                {
+                    *s = n;
                 }
                 self.append(l.pkt, ev);
                 if ends {
@@ -572,11 +567,7 @@ impl Correlator {
             .find(|e| e.skb == ev.skb && e.fingerprint == fp && e.cap_len > 0)?;
         Some((
             identity(prev.data(&p.bytes), prev.flags, prev.protocol)?,
-            identity(
-                &ev.data[..(ev.cap_len as usize).min(CAPTURE_LEN)],
-                ev.flags,
-                ev.protocol,
-            )?,
+            identity(captured(ev), ev.flags, ev.protocol)?,
         ))
     }
 
@@ -661,9 +652,9 @@ impl Correlator {
         // without bound: keep the first MAX_HOPS hops, and say the timeline
         // is missing some.
         if p.events.len() < MAX_HOPS {
-            let cap = (ev.cap_len as usize).min(CAPTURE_LEN);
+            let data = captured(ev);
             let data_at = p.bytes.len() as u32;
-            p.bytes.extend_from_slice(&ev.data[..cap]);
+            p.bytes.extend_from_slice(data);
             p.events.push(Rec {
                 ts_ns: ev.ts_ns,
                 skb: ev.skb,
@@ -678,7 +669,7 @@ impl Correlator {
                 data_at,
                 probe: ev.probe,
                 protocol: ev.protocol,
-                cap_len: cap as u16,
+                cap_len: data.len() as u16,
                 method: ev.method,
                 flags: ev.flags,
                 comm: ev.comm,
@@ -860,9 +851,7 @@ impl Correlator {
                 remove_if(&mut self.fps, *fp, |&pkt| pkt == id);
             }
             self.build(p.id, &mut p, &mut t);
-            self.probe_ids.clear();
-            self.probe_ids.extend(p.events.iter().map(|e| e.probe));
-            self.stats.record_ids(&t, &self.probe_ids);
+            self.stats.record_ids(&t, |i| p.events[i].probe);
             f(&t);
             // Keep the buffers: a packet's hop list is kilobytes, and
             // allocating it afresh per packet costs more than the rest of
@@ -1017,10 +1006,15 @@ impl Correlator {
 #[cfg(test)]
 mod tests;
 
-mod slab;
+mod slots;
 mod user;
 
-use slab::{Handle, Slab};
+use slots::{Handle, Slots};
+
+/// The packet bytes an event carries.
+fn captured(ev: &Event) -> &[u8] {
+    &ev.data[..(ev.cap_len as usize).min(CAPTURE_LEN)]
+}
 
 /// The identity halves of an event's captured bytes.
 fn identity(data: &[u8], fl: u8, protocol: u16) -> Option<Identity> {

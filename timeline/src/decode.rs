@@ -38,13 +38,11 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let ev_bytes = match bytes.first_chunk::<{ Event::SIZE }>() {
         Some(b) => b,
         None => {
-            match bytes.first_chunk::<EVENT_HEADER>() {
-                // Most events are a header alone (no packet bytes): a
-                // fixed-size copy too.
-                Some(h) if bytes.len() == EVENT_HEADER => {
-                    whole[..EVENT_HEADER].copy_from_slice(h);
-                }
-                _ => whole[..bytes.len()].copy_from_slice(bytes),
+            // Most events are a header alone (no packet bytes): a
+            // fixed-size copy too.
+            match <&[u8; EVENT_HEADER]>::try_from(bytes) {
+                Ok(h) => whole[..EVENT_HEADER].copy_from_slice(h),
+                Err(_) => whole[..bytes.len()].copy_from_slice(bytes),
             }
             &whole
         }

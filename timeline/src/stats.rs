@@ -93,20 +93,18 @@ impl Stats {
     }
 
     /// [`Stats::record`] for a timeline whose hop `i` came from probe
-    /// `ids[i]`, named as the timeline names it.
-    pub(crate) fn record_ids(&mut self, t: &Timeline, ids: &[u16]) {
+    /// `id_of(i)`, named as the timeline names it.
+    pub(crate) fn record_ids(&mut self, t: &Timeline, id_of: impl Fn(usize) -> u16) {
         self.record_by(t, |s, h, i| {
-            let id = ids.get(i).map_or(usize::MAX, |&id| id as usize);
+            let id = id_of(i) as usize;
             match s.by_id.get(id) {
                 Some(&x) if x != u32::MAX => x,
                 _ => {
                     let x = s.intern(&h.probe, &h.method);
-                    if id != usize::MAX {
-                        if id >= s.by_id.len() {
-                            s.by_id.resize(id + 1, u32::MAX);
-                        }
-                        s.by_id[id] = x;
+                    if id >= s.by_id.len() {
+                        s.by_id.resize(id + 1, u32::MAX);
                     }
+                    s.by_id[id] = x;
                     x
                 }
             }
@@ -246,14 +244,14 @@ mod tests {
         for _ in 0..3 {
             by_name.record(&a);
             by_name.record(&b);
-            by_id.record_ids(&a, &[3, 9, 20]);
-            by_id.record_ids(&b, &[3, 20]);
+            by_id.record_ids(&a, |i| [3, 9, 20][i]);
+            by_id.record_ids(&b, |i| [3, 20][i]);
         }
         assert_eq!(by_id.hop_pairs(), by_name.hop_pairs());
         assert_eq!(by_id.hop_pairs().len(), 3);
         // A probe renamed after its first timeline is counted under its new name.
         by_id.forget_id(9);
-        by_id.record_ids(&tl(&[("veth_xmit", 0), ("netif_rx2", 5)]), &[3, 9]);
+        by_id.record_ids(&tl(&[("veth_xmit", 0), ("netif_rx2", 5)]), |i| [3, 9][i]);
         assert!(by_id.hop_pairs().iter().any(|p| p.to == "netif_rx2"));
     }
 }

@@ -172,7 +172,7 @@ fn event_loop(mut app: App, rx: Option<Receiver<Input>>, opts: &Options) -> anyh
         }
         let timeout = if more { Duration::ZERO } else { TICK };
         // Nobody is left to see it; ends as `q` does.
-        if guard.wait_input(timeout) == term::Waiting::Gone {
+        if guard.hung_up_while_waiting(timeout) {
             break;
         }
         // Asked even without input: a resize comes as a signal, which
@@ -200,8 +200,8 @@ fn event_loop(mut app: App, rx: Option<Receiver<Input>>, opts: &Options) -> anyh
             }
             redraw = true;
             // Events crossterm already read come first; a terminal that
-            // hung up meanwhile must not reach its poll (see wait_input).
-            if guard.wait_input(Duration::ZERO) == term::Waiting::Gone
+            // hung up meanwhile must not reach its poll (see hung_up_while_waiting).
+            if guard.hung_up_while_waiting(Duration::ZERO)
                 || !event::poll(Duration::ZERO).context("cannot read terminal events")?
             {
                 break;

@@ -54,22 +54,14 @@ enum Input {
     Tty(std::fs::File),
 }
 
-/// What the terminal's input has, from [`TerminalGuard::wait_input`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum Waiting {
-    Input,
-    Nothing,
-    /// The terminal hung up (its window closed, its tmux server killed).
-    Gone,
-}
-
 impl TerminalGuard {
-    /// Waits up to `timeout` for input on the terminal. Asked before
-    /// crossterm is: on a terminal that hung up, crossterm's poll and read
-    /// spin on the failing reads without returning (found when a killed
-    /// tmux left `replay --tui` at 100% CPU), so the loop would never see
-    /// its stop flag.
-    pub fn wait_input(&self, timeout: std::time::Duration) -> Waiting {
+    /// Waits up to `timeout` for input on the terminal; true if the
+    /// terminal hung up (its window closed, its tmux server killed). Asked
+    /// before crossterm is: on a terminal that hung up, crossterm's poll
+    /// and read spin on the failing reads without returning (found when a
+    /// killed tmux left `replay --tui` at 100% CPU), so the loop would
+    /// never see its stop flag.
+    pub fn hung_up_while_waiting(&self, timeout: std::time::Duration) -> bool {
         use std::os::fd::AsRawFd;
         let fd = match &self.input {
             Input::Stdin => libc::STDIN_FILENO,
@@ -83,21 +75,10 @@ impl TerminalGuard {
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: one valid pollfd for the duration of the call.
         let n = unsafe { libc::poll(&mut p, 1, ms) };
-        if n < 0 {
-            // EINTR: a signal, which the loop's flags will show.
-            return Waiting::Nothing;
-        }
-        if p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-            Waiting::Gone
-        } else if p.revents & libc::POLLIN != 0 {
-            Waiting::Input
-        } else {
-            Waiting::Nothing
-        }
+        // n < 0 is EINTR: a signal, which the loop's flags will show.
+        n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
     }
-}
 
-impl TerminalGuard {
     pub fn enter() -> io::Result<TerminalGuard> {
         HOOK.call_once(|| {
             let prev = std::panic::take_hook();

@@ -17,15 +17,15 @@ fn handle(k: DefaultKey) -> Handle {
     k.data().as_ffi()
 }
 
-pub(super) struct Slab<T>(SlotMap<DefaultKey, T>);
+pub(super) struct Slots<T>(SlotMap<DefaultKey, T>);
 
-impl<T> Default for Slab<T> {
+impl<T> Default for Slots<T> {
     fn default() -> Self {
         Self(SlotMap::new())
     }
 }
 
-impl<T> Slab<T> {
+impl<T> Slots<T> {
     pub fn insert(&mut self, value: T) -> Handle {
         handle(self.0.insert(value))
     }
@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn a_removed_handle_finds_nothing_even_when_its_slot_is_reused() {
-        let mut s = Slab::default();
+        let mut s = Slots::default();
         let a = s.insert("a");
         let b = s.insert("b");
         assert_eq!((s.get(&a), s.get(&b), s.len()), (Some(&"a"), Some(&"b"), 2));
