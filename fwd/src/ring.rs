@@ -383,8 +383,10 @@ pub enum RxNext<'a> {
 /// zeroed before it is given back, so a header there is complete exactly
 /// when TP_STATUS_USER, tp_snaplen and tp_mac are all non-zero; headers
 /// further in are only read once the kernel closes the block (by then the
-/// rate is high and blocks close in microseconds). That relies on x86's
-/// ordered stores, hence x86 only.
+/// rate is high and blocks close in microseconds; a large frame past the
+/// zone waits for the next frame, which is why the default block holds one
+/// 64 KiB GSO frame and not two). That relies on x86's ordered stores,
+/// hence x86 only.
 pub struct RxRing {
     #[allow(dead_code)] // keeps the mapping alive as long as `base` is used
     map: std::sync::Arc<Mmap>,
