@@ -73,16 +73,12 @@ struct Args {
     queues: u32,
 
     /// RX ring block size in bytes (multiple of the page size; must hold
-    /// the largest frame). The default holds one 64 KiB GSO frame but not
-    /// two, so each such frame starts a block, where the worker can read it
-    /// before the kernel closes the block (see ring.rs, PEEK_ZONE); in
-    /// 256 KiB blocks the second and third waited for the block to fill
-    /// (TCP through the forwarder: 12% slower, 6 alternating runs).
-    #[arg(long, default_value_t = 128 * 1024)]
+    /// the largest frame).
+    #[arg(long, default_value_t = 256 * 1024)]
     block_size: u32,
 
     /// RX ring blocks per queue.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     block_count: u32,
 
     /// Frame slot size in bytes: the largest frame forwarded (virtio-net

@@ -353,6 +353,25 @@ impl Mmap {
         Ok(Mmap { ptr: p.cast(), len })
     }
 
+    /// Zeroed private memory in place of a socket's rings, for tests that
+    /// play the kernel's part.
+    #[cfg(test)]
+    pub fn anonymous(len: usize) -> Mmap {
+        // SAFETY: a fresh private anonymous mapping; checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "anonymous mmap of {len} bytes");
+        Mmap { ptr: p.cast(), len }
+    }
+
     pub fn ptr(&self) -> *mut u8 {
         self.ptr
     }
