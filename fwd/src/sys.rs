@@ -335,41 +335,38 @@ unsafe impl Sync for Mmap {}
 
 impl Mmap {
     pub fn map(fd: &OwnedFd, len: usize) -> SysResult<Mmap> {
-        // SAFETY: mapping a packet socket's ring with the length the rings
-        // were configured with; the result is checked against MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(SysError::last(format!("mmap packet rings ({len} bytes)")));
-        }
-        Ok(Mmap { ptr: p.cast(), len })
+        Mmap::new(fd.as_raw_fd(), len, libc::MAP_SHARED | libc::MAP_POPULATE)
+            .map_err(|()| SysError::last(format!("mmap packet rings ({len} bytes)")))
     }
 
     /// Zeroed private memory in place of a socket's rings, for tests that
     /// play the kernel's part.
     #[cfg(test)]
     pub fn anonymous(len: usize) -> Mmap {
-        // SAFETY: a fresh private anonymous mapping; checked below.
+        Mmap::new(-1, len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
+            .unwrap_or_else(|()| panic!("anonymous mmap of {len} bytes failed"))
+    }
+
+    /// A read-write mapping of `len` bytes of `fd` (-1 with MAP_ANONYMOUS);
+    /// Err(()) leaves errno set.
+    fn new(fd: RawFd, len: usize, flags: libc::c_int) -> Result<Mmap, ()> {
+        // SAFETY: a new mapping chosen by the kernel, of memory nothing else
+        // refers to (a packet socket's rings, or anonymous); the result is
+        // checked against MAP_FAILED.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
+                flags,
+                fd,
                 0,
             )
         };
-        assert_ne!(p, libc::MAP_FAILED, "anonymous mmap of {len} bytes");
-        Mmap { ptr: p.cast(), len }
+        if p == libc::MAP_FAILED {
+            return Err(());
+        }
+        Ok(Mmap { ptr: p.cast(), len })
     }
 
     pub fn ptr(&self) -> *mut u8 {
