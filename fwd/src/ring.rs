@@ -791,9 +791,13 @@ mod tests {
             }
             closes(rx, blk);
         }
-        // The kernel opens block 0 again once the worker gives it back.
         assert_eq!(frame_len(rx), None);
-        let b = unsafe_add(rx.base, 0);
+        reopens(rx, 0);
+    }
+
+    /// Plays prb_open_block on block `blk`, which the worker gave back.
+    fn reopens(rx: &RxRing, blk: usize) {
+        let b = unsafe_add(rx.base, blk * BLOCK);
         assert_eq!(read_u32(unsafe_add(b, BD_STATUS)), TP_STATUS_KERNEL);
         write_u32(unsafe_add(b, BD_NUM_PKTS), 0);
         write_u32(unsafe_add(b, BD_BLK_LEN), BLOCK_DESC_LEN as u32);
@@ -826,17 +830,13 @@ mod tests {
         closes(&rx, 0);
         assert_eq!(frame_len(&mut rx), Some(65_000));
         assert_eq!(frame_len(&mut rx), Some(1500));
-        // Both blocks read: the worker gives block 0 back and waits in 1.
+        // The worker gives block 0 back and waits in block 1, which is
+        // handed over empty only so that it moves on to block 0 again.
         assert_eq!(frame_len(&mut rx), None);
-        let b0 = unsafe_add(rx.base, 0);
-        assert_eq!(read_u32(unsafe_add(b0, BD_STATUS)), TP_STATUS_KERNEL);
-        // Round 2 in block 0 (block 1 filled and read in between).
         closes(&rx, 1);
-        let b1 = unsafe_add(rx.base, BLOCK);
-        write_u32(unsafe_add(b1, BD_NUM_PKTS), 0);
         assert_eq!(frame_len(&mut rx), None);
-        write_u32(unsafe_add(b0, BD_NUM_PKTS), 0);
-        write_u32(unsafe_add(b0, BD_BLK_LEN), BLOCK_DESC_LEN as u32);
+        reopens(&rx, 0);
+        // Round 2 in block 0.
         let at2 = kernel_writes(&rx, 0, BLOCK_DESC_LEN, 20_000, true);
         assert!(
             at2 > BLOCK_DESC_LEN + MAC && at2 < at,

@@ -335,21 +335,23 @@ unsafe impl Sync for Mmap {}
 
 impl Mmap {
     pub fn map(fd: &OwnedFd, len: usize) -> SysResult<Mmap> {
-        Mmap::new(fd.as_raw_fd(), len, libc::MAP_SHARED | libc::MAP_POPULATE)
-            .map_err(|()| SysError::last(format!("mmap packet rings ({len} bytes)")))
+        Mmap::new(fd.as_raw_fd(), len, libc::MAP_SHARED | libc::MAP_POPULATE).map_err(|source| {
+            SysError {
+                what: format!("mmap packet rings ({len} bytes)"),
+                source,
+            }
+        })
     }
 
     /// Zeroed private memory in place of a socket's rings, for tests that
     /// play the kernel's part.
     #[cfg(test)]
     pub fn anonymous(len: usize) -> Mmap {
-        Mmap::new(-1, len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
-            .unwrap_or_else(|()| panic!("anonymous mmap of {len} bytes failed"))
+        Mmap::new(-1, len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS).expect("anonymous mmap")
     }
 
-    /// A read-write mapping of `len` bytes of `fd` (-1 with MAP_ANONYMOUS);
-    /// Err(()) leaves errno set.
-    fn new(fd: RawFd, len: usize, flags: libc::c_int) -> Result<Mmap, ()> {
+    /// A read-write mapping of `len` bytes of `fd` (-1 with MAP_ANONYMOUS).
+    fn new(fd: RawFd, len: usize, flags: libc::c_int) -> io::Result<Mmap> {
         // SAFETY: a new mapping chosen by the kernel, of memory nothing else
         // refers to (a packet socket's rings, or anonymous); the result is
         // checked against MAP_FAILED.
@@ -364,7 +366,7 @@ impl Mmap {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(());
+            return Err(io::Error::last_os_error());
         }
         Ok(Mmap { ptr: p.cast(), len })
     }
