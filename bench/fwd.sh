@@ -11,8 +11,11 @@
 # datagram rate (received), ping RTT p50 (added over the direct pair).
 #
 # Usage: sudo bench/fwd.sh [--duration SECS] [--rounds N] [--fwd PATH] [--fwd-cpus LIST]
-#   skbtrace-fwd's worker is pinned to --fwd-cpus (default: the last CPU),
-#   as VPP pins its workers; --fwd-cpus none leaves it to the scheduler.
+#                          [--fwd-args "ARGS"]
+#   skbtrace-fwd runs a worker per direction (--fwd-args, default
+#   "--worker-per-direction"; "" for one worker), pinned to --fwd-cpus as VPP
+#   pins its workers: default the last CPU for b1 -> b2 (iperf3's data) and
+#   CPU 0 for b2 -> b1; --fwd-cpus none leaves them to the scheduler.
 #   needs: iproute2, iperf3, ping, jq, openvswitch-switch (binaries only; the
 #   system service is not used). Builds skbtrace-fwd --release if --fwd is not
 #   given. The three datapaths are measured in turn, --rounds times (default
@@ -24,14 +27,16 @@ set -euo pipefail
 DUR=10
 ROUNDS=3
 FWD=""
-FWD_CPUS=$(( $(nproc) - 1 ))
+FWD_CPUS="$(( $(nproc) - 1 )),0"
+FWD_ARGS="--worker-per-direction"
 while [ $# -gt 0 ]; do
     case "$1" in
     --duration) DUR="$2"; shift 2 ;;
     --fwd) FWD="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
     --fwd-cpus) FWD_CPUS="$2"; shift 2 ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    --fwd-args) FWD_ARGS="$2"; shift 2 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -144,7 +149,9 @@ run_bridge() {
 run_fwd() {
     local pin=()
     [ "$FWD_CPUS" = none ] || pin=(--cpus "$FWD_CPUS")
-    ip netns exec "$NSF" "$FWD" --if "$B1" --if "$B2" "${pin[@]}" >"$TMP/fwd.out" 2>"$TMP/fwd.err" &
+    local extra=()
+    read -ra extra <<<"$FWD_ARGS"
+    ip netns exec "$NSF" "$FWD" --if "$B1" --if "$B2" "${extra[@]}" "${pin[@]}" >"$TMP/fwd.out" 2>"$TMP/fwd.err" &
     local pid=$!
     PIDS+=("$pid")
     measure fwd
@@ -177,7 +184,7 @@ run_ovs() {
     ovs-vsctl --db="$DB" --timeout=20 del-port "${TAG}ovs" "$B1" -- del-port "${TAG}ovs" "$B2"
 }
 
-echo "kernel $(uname -r), $(nproc) CPUs, $DUR s per iperf3 run, $ROUNDS rounds, skbtrace-fwd on CPU $FWD_CPUS, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "kernel $(uname -r), $(nproc) CPUs, $DUR s per iperf3 run, $ROUNDS rounds, skbtrace-fwd ${FWD_ARGS:-(one worker)} on CPU $FWD_CPUS, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 wait_ping 10.78.2.2
 ovs_start
 for round in $(seq 1 "$ROUNDS"); do

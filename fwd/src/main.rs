@@ -53,6 +53,9 @@ Examples:
   # Pin the worker to CPU 1 (as VPP pins its workers):
   skbtrace-fwd --if b1 --if b2 --cpus 1
 
+  # A thread per direction: b1 -> b2 on CPU 1, b2 -> b1 on CPU 0:
+  skbtrace-fwd --if b1 --if b2 --worker-per-direction --cpus 1,0
+
   # Peers with offloads turned off (ethtool -K <peer> tx off tso off gso off):
   skbtrace-fwd --if b1 --if b2 --cksum-gso-disable
 
@@ -133,8 +136,18 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     mac_age: u32,
 
-    /// Pin worker threads to these CPUs, like VPP's corelist-workers: queue
-    /// N runs on the Nth CPU of the list (wrapping). A list such as `1`,
+    /// Two interfaces only: two worker threads per queue, one per
+    /// direction (the first reads the first --if and sends to the second),
+    /// instead of one thread for both. A TCP stream's data and its ACKs then
+    /// no longer wait for each other's bursts; it costs a second busy-polling
+    /// thread.
+    #[arg(long)]
+    worker_per_direction: bool,
+
+    /// Pin worker threads to these CPUs, like VPP's corelist-workers: the
+    /// Nth worker runs on the Nth CPU of the list (wrapping). Workers are
+    /// numbered by queue, and with --worker-per-direction the first
+    /// direction before the second within a queue. A list such as `1`,
     /// `0,2` or `2-3`. Unpinned, the scheduler moves a worker between CPUs,
     /// and frames it sent from two CPUs reach a veth peer through two
     /// per-CPU backlogs, out of order: TCP counts that as loss.
@@ -221,6 +234,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.ifaces.len() > u16::MAX as usize {
         bail!("too many interfaces");
     }
+    if args.worker_per_direction && args.ifaces.len() != 2 {
+        bail!(
+            "--worker-per-direction needs exactly two --if (a patch); with {} the forwarder is a bridge, where a frame from any port may go to any other",
+            args.ifaces.len()
+        );
+    }
     if args.rx_mode == RxMode::Peek && default_rx_mode() != RxMode::Peek {
         bail!("--rx-mode peek relies on x86 store ordering; use --rx-mode block on this machine");
     }
@@ -293,9 +312,19 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let nq = args.queues as usize;
     let np = ports.len();
+    let per_queue_workers = if args.worker_per_direction { 2 } else { 1 };
+    // The queue of each worker, in worker (and stats slot) order.
+    let slot_queue: Vec<usize> = (0..nq)
+        .flat_map(|q| std::iter::repeat_n(q, per_queue_workers))
+        .collect();
     let shared = Arc::new(Shared {
         stats: (0..np)
-            .map(|_| (0..nq).map(|_| stats::Shared::default()).collect())
+            .map(|_| {
+                slot_queue
+                    .iter()
+                    .map(|_| stats::Shared::default())
+                    .collect()
+            })
             .collect(),
         ports,
         stop: stop.clone(),
@@ -321,17 +350,33 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         per_queue.push(socks);
     }
 
-    let mut workers: Vec<JoinHandle<Result<(), WorkerError>>> = Vec::new();
+    let mut ready: Vec<(String, Worker)> = Vec::new();
     for (q, socks) in per_queue.into_iter().enumerate() {
-        let w = Worker::new(q, shared.clone(), socks);
-        let cpu = args.cpus.as_ref().map(|CpuList(c)| c[q % c.len()]);
+        let slot = ready.len();
+        if args.worker_per_direction {
+            let Ok(pair) = <[Queue; 2]>::try_from(socks) else {
+                unreachable!("checked above: two interfaces");
+            };
+            let [a, b] = Worker::per_direction([slot, slot + 1], shared.clone(), pair);
+            ready.push((format!("fwd-q{q}-0to1"), a));
+            ready.push((format!("fwd-q{q}-1to0"), b));
+        } else {
+            ready.push((
+                format!("fwd-q{q}"),
+                Worker::new(slot, shared.clone(), socks),
+            ));
+        }
+    }
+    let mut workers: Vec<JoinHandle<Result<(), WorkerError>>> = Vec::new();
+    for (slot, (name, w)) in ready.into_iter().enumerate() {
+        let cpu = args.cpus.as_ref().map(|CpuList(c)| c[slot % c.len()]);
         let h = std::thread::Builder::new()
-            .name(format!("fwd-q{q}"))
+            .name(name.clone())
             .spawn(move || {
                 if let Some(cpu) = cpu
                     && let Err(e) = sys::pin_current_thread(cpu)
                 {
-                    log::warn!("queue {q}: could not pin to CPU {cpu}: {e}; it runs unpinned");
+                    log::warn!("{name}: could not pin to CPU {cpu}: {e}; it runs unpinned");
                 }
                 w.run()
             })
@@ -340,11 +385,16 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let names: Vec<&str> = shared.ports.iter().map(|p| p.name.as_str()).collect();
     log::info!(
-        "ready: {} {} ({} queue{}{}, {:?} rx, ring {}x{} B blocks, frame {} B, {} tx slots, large frames by {}, qdisc bypass {}, vnet hdr {}); pid {}",
+        "ready: {} {} ({} queue{}{}{}, {:?} rx, ring {}x{} B blocks, frame {} B, {} tx slots, large frames by {}, qdisc bypass {}, vnet hdr {}); pid {}",
         if np == 2 { "patching" } else { "bridging" },
         names.join(if np == 2 { " <-> " } else { ", " }),
         nq,
         if nq == 1 { "" } else { "s" },
+        if args.worker_per_direction {
+            ", a worker per direction"
+        } else {
+            ""
+        },
         args.cpus
             .as_ref()
             .map_or(String::new(), |c| format!(" on CPU {c}")),
@@ -366,13 +416,13 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
         if usr1.swap(false, Ordering::Relaxed) {
-            print_stats(&shared, nq, "signal", start.elapsed());
+            print_stats(&shared, &slot_queue, "signal", start.elapsed());
         }
         if args.stats_interval > 0
             && last_stats.elapsed() >= Duration::from_secs(args.stats_interval)
         {
             last_stats = Instant::now();
-            print_stats(&shared, nq, "interval", start.elapsed());
+            print_stats(&shared, &slot_queue, "interval", start.elapsed());
         }
         if last_monitor.elapsed() >= Duration::from_millis(500) {
             last_monitor = Instant::now();
@@ -401,7 +451,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    print_stats(&shared, nq, "exit", start.elapsed());
+    print_stats(&shared, &slot_queue, "exit", start.elapsed());
     match failure {
         Some(msg) => {
             log::error!("{msg}");
@@ -448,7 +498,8 @@ fn monitor_links(shared: &Shared) -> Option<String> {
 
 /// Prints one `stats` header line, then one line per interface and queue
 /// and one `queue=all` line per interface.
-fn print_stats(shared: &Shared, nq: usize, reason: &str, elapsed: Duration) {
+fn print_stats(shared: &Shared, slot_queue: &[usize], reason: &str, elapsed: Duration) {
+    let nq = slot_queue.last().map_or(0, |q| q + 1);
     let mut out = String::new();
     out.push_str(&format!(
         "stats reason={reason} elapsed_s={:.3}\n",
@@ -457,7 +508,10 @@ fn print_stats(shared: &Shared, nq: usize, reason: &str, elapsed: Duration) {
     for (p, port) in shared.ports.iter().enumerate() {
         let mut total = Counters::default();
         for q in 0..nq {
-            let c = shared.stats[p][q].load();
+            let mut c = Counters::default();
+            for (slot, _) in slot_queue.iter().enumerate().filter(|(_, sq)| **sq == q) {
+                c.add(&shared.stats[p][slot].load());
+            }
             total.add(&c);
             if nq > 1 {
                 out.push_str(&format!(

@@ -9,6 +9,7 @@
 //! frame's virtio-net header sits right before `tp_mac`.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::direct::DirectTx;
@@ -153,7 +154,10 @@ fn join_fanout(fd: &OwnedFd, group: &mut Fanout, what: &str) -> SysResult<()> {
 
 /// The sockets and rings of one (interface, queue).
 pub struct Queue {
-    pub fd: OwnedFd,
+    /// Shared with the TX ring, which kicks through it: in
+    /// --worker-per-direction mode the RX and TX rings of one socket belong
+    /// to two threads.
+    pub fd: Arc<OwnedFd>,
     pub doorbell: Option<OwnedFd>,
     pub rx: RxRing,
     pub tx: TxRing,
@@ -277,7 +281,8 @@ impl Queue {
             None
         };
 
-        let map = std::sync::Arc::new(map);
+        let map = Arc::new(map);
+        let fd = Arc::new(fd);
         Ok(Queue {
             direct,
             rx: RxRing {
@@ -297,6 +302,7 @@ impl Queue {
                 base: unsafe { map.ptr().add(rx_bytes) },
                 map,
                 fd: fd.as_raw_fd(),
+                _sock: fd.clone(),
                 block_size: tx_block as usize,
                 per_block: (tx_block / cfg.frame_size) as usize,
                 frame_size: cfg.frame_size as usize,
@@ -383,7 +389,7 @@ pub enum RxNext<'a> {
 /// x86 only.
 pub struct RxRing {
     #[allow(dead_code)] // keeps the mapping alive as long as `base` is used
-    map: std::sync::Arc<Mmap>,
+    map: Arc<Mmap>,
     base: *mut u8,
     block_size: usize,
     block_count: usize,
@@ -557,9 +563,11 @@ fn unsafe_add(p: *mut u8, off: usize) -> *mut u8 {
 /// The TX ring: fixed-size frame slots the kernel sends in order.
 pub struct TxRing {
     #[allow(dead_code)] // keeps the mapping alive as long as `base` is used
-    map: std::sync::Arc<Mmap>,
+    map: Arc<Mmap>,
     base: *mut u8,
     fd: RawFd,
+    /// Keeps `fd` open while the ring is in use.
+    _sock: Arc<OwnedFd>,
     block_size: usize,
     per_block: usize,
     frame_size: usize,
@@ -724,7 +732,7 @@ mod tests {
 
     /// Two RX blocks in plain memory, read the way the worker reads them.
     fn fake_rx() -> RxRing {
-        let map = std::sync::Arc::new(Mmap::anonymous(2 * BLOCK));
+        let map = Arc::new(Mmap::anonymous(2 * BLOCK));
         RxRing {
             base: map.ptr(),
             map,

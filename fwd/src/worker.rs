@@ -39,7 +39,7 @@ pub struct Port {
 /// State shared by the workers and the control thread.
 pub struct Shared {
     pub ports: Vec<Port>,
-    /// `[port][queue]`.
+    /// `[port][worker slot]`: each worker publishes its own counters.
     pub stats: Vec<Vec<stats::Shared>>,
     pub stop: Arc<AtomicBool>,
     /// None: two ports patched together. Some: MAC-learning bridge.
@@ -58,38 +58,73 @@ pub enum WorkerError {
 }
 
 pub struct Worker {
-    queue: usize,
+    /// Which stats slot this worker publishes to (`Shared::stats[port][slot]`).
+    slot: usize,
     shared: Arc<Shared>,
-    fds: Vec<OwnedFd>,
+    /// Per port, indexed alike. A port this worker does not read from has
+    /// no fd, doorbell or RX ring here; one it does not send to has no TX
+    /// ring or send socket.
+    fds: Vec<Option<Arc<OwnedFd>>>,
     bells: Vec<Option<OwnedFd>>,
-    rx: Vec<RxRing>,
-    tx: Vec<TxRing>,
+    rx: Vec<Option<RxRing>>,
+    tx: Vec<Option<TxRing>>,
     direct: Vec<Option<DirectTx>>,
     counters: Vec<Counters>,
 }
 
 impl Worker {
-    /// `queues[p]` is this queue's socket on port p.
-    pub fn new(queue: usize, shared: Arc<Shared>, queues: Vec<Queue>) -> Worker {
-        let n = queues.len();
-        let mut w = Worker {
-            queue,
-            shared,
-            fds: Vec::with_capacity(n),
-            bells: Vec::with_capacity(n),
-            rx: Vec::with_capacity(n),
-            tx: Vec::with_capacity(n),
-            direct: Vec::with_capacity(n),
-            counters: vec![Counters::default(); n],
-        };
-        for q in queues {
-            w.fds.push(q.fd);
-            w.bells.push(q.doorbell);
-            w.rx.push(q.rx);
-            w.tx.push(q.tx);
-            w.direct.push(q.direct);
+    /// A worker for both directions: `queues[p]` is this queue's socket on
+    /// port p.
+    pub fn new(slot: usize, shared: Arc<Shared>, queues: Vec<Queue>) -> Worker {
+        let mut w = Worker::empty(slot, shared, queues.len());
+        for (p, q) in queues.into_iter().enumerate() {
+            w.fds[p] = Some(q.fd);
+            w.bells[p] = q.doorbell;
+            w.rx[p] = Some(q.rx);
+            w.tx[p] = Some(q.tx);
+            w.direct[p] = q.direct;
         }
         w
+    }
+
+    /// Two workers for one queue of a two-port patch, one per direction:
+    /// the first reads port 0 and sends to port 1, the second the reverse.
+    /// Each RX ring has one reader and each TX ring one writer, as in
+    /// [`Worker::new`], so the rings still need no locks.
+    pub fn per_direction(
+        slots: [usize; 2],
+        shared: Arc<Shared>,
+        queues: [Queue; 2],
+    ) -> [Worker; 2] {
+        let mut w = [
+            Worker::empty(slots[0], shared.clone(), 2),
+            Worker::empty(slots[1], shared, 2),
+        ];
+        for (p, q) in queues.into_iter().enumerate() {
+            // Worker p reads port p; the other one sends to it.
+            w[p].fds[p] = Some(q.fd);
+            w[p].bells[p] = q.doorbell;
+            w[p].rx[p] = Some(q.rx);
+            w[1 - p].tx[p] = Some(q.tx);
+            w[1 - p].direct[p] = q.direct;
+        }
+        w
+    }
+
+    fn empty(slot: usize, shared: Arc<Shared>, ports: usize) -> Worker {
+        fn none<T>(n: usize) -> Vec<Option<T>> {
+            (0..n).map(|_| None).collect()
+        }
+        Worker {
+            slot,
+            shared,
+            fds: none(ports),
+            bells: none(ports),
+            rx: none(ports),
+            tx: none(ports),
+            direct: none(ports),
+            counters: vec![Counters::default(); ports],
+        }
     }
 
     pub fn run(mut self) -> Result<(), WorkerError> {
@@ -107,14 +142,17 @@ impl Worker {
         // pollfds: ring fd of each port, then the doorbells that exist.
         let mut pfds: Vec<libc::pollfd> = Vec::new();
         let mut owner: Vec<usize> = Vec::new();
-        for p in 0..self.fds.len() {
-            pfds.push(libc::pollfd {
-                fd: self.fds[p].as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            owner.push(p);
+        for (p, fd) in self.fds.iter().enumerate() {
+            if let Some(fd) = fd {
+                pfds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                owner.push(p);
+            }
         }
+        let rings = pfds.len();
         for p in 0..self.fds.len() {
             if let Some(b) = &self.bells[p] {
                 pfds.push(libc::pollfd {
@@ -178,7 +216,7 @@ impl Worker {
                 if pfd.revents & libc::POLLERR != 0 {
                     self.socket_error(p, pfd.fd)?;
                 }
-                if i >= self.fds.len() && pfd.revents & libc::POLLIN != 0 {
+                if i >= rings && pfd.revents & libc::POLLIN != 0 {
                     sys::drain(pfd.fd);
                 }
                 pfd.revents = 0;
@@ -222,9 +260,12 @@ impl Worker {
             direct,
             counters,
         };
+        let Some(rx) = rx[p].as_mut() else {
+            return 0;
+        };
         let mut n = 0;
         while n < RX_BUDGET {
-            match rx[p].next_frame() {
+            match rx.next_frame() {
                 RxNext::Empty => break,
                 RxNext::Corrupt => {
                     out.counters[p].rx_packets += 1;
@@ -243,7 +284,10 @@ impl Worker {
     /// Kicks port d's TX ring. Returns true when it must be kicked again
     /// (the socket's send buffer was full).
     fn flush(&mut self, d: usize) -> bool {
-        match self.tx[d].flush() {
+        let Some(tx) = self.tx[d].as_mut() else {
+            return false;
+        };
+        match tx.flush() {
             Ok(()) => false,
             Err(e) if e == libc::EAGAIN || e == libc::ENOBUFS => true,
             Err(_) => {
@@ -254,8 +298,11 @@ impl Worker {
     }
 
     fn read_kernel_stats(&mut self) {
-        for p in 0..self.fds.len() {
-            if let Ok((_, drops, freezes)) = ring::kernel_stats(self.fds[p].as_raw_fd()) {
+        for (p, fd) in self.fds.iter().enumerate() {
+            // Only the RX ring's reader asks: the kernel resets the numbers
+            // on each read.
+            let Some(fd) = fd else { continue };
+            if let Ok((_, drops, freezes)) = ring::kernel_stats(fd.as_raw_fd()) {
                 self.counters[p].drop_kernel += drops as u64;
                 self.counters[p].kernel_freezes += freezes as u64;
             }
@@ -264,7 +311,7 @@ impl Worker {
 
     fn publish(&self) {
         for (p, c) in self.counters.iter().enumerate() {
-            self.shared.stats[p][self.queue].publish(c);
+            self.shared.stats[p][self.slot].publish(c);
         }
     }
 }
@@ -272,7 +319,7 @@ impl Worker {
 /// The ways out of a worker: per port, its TX ring, its send socket for
 /// large frames, and its counters.
 struct Out<'a> {
-    tx: &'a mut [TxRing],
+    tx: &'a mut [Option<TxRing>],
     direct: &'a [Option<DirectTx>],
     counters: &'a mut [Counters],
 }
@@ -351,7 +398,12 @@ fn send(
         out.counters[p].drop_oversized += 1;
         return;
     }
-    let ring = &mut out.tx[d];
+    let Some(ring) = out.tx[d].as_mut() else {
+        // A worker per direction only reads frames bound for the port it
+        // sends to; nothing else can get here.
+        out.counters[p].drop_send_error += 1;
+        return;
+    };
     let mut hooked = false;
     if let (Some(sock), Some(h)) = (&out.direct[d], vnet)
         && out_len >= direct::DIRECT_MIN

@@ -659,23 +659,27 @@ fn thread_cpus(pid: Pid) -> Vec<(String, String)> {
     out
 }
 
-#[test]
-fn fwd_cpus_pins_each_queue_to_its_cpu() {
-    if !require_root("fwd_cpus_pins_each_queue_to_its_cpu") {
-        return;
-    }
-    // The last two CPUs this process may use (one, twice, on a 1-CPU box).
+/// The last two CPUs this process may use (one, twice, on a 1-CPU box).
+fn last_two_cpus() -> (usize, usize) {
     let allowed: Vec<usize> = (0..nix::sched::CpuSet::count())
         .filter(|&c| {
             nix::sched::sched_getaffinity(Pid::from_raw(0))
                 .is_ok_and(|s| s.is_set(c).unwrap_or(false))
         })
         .collect();
-    let (a, b) = match allowed.as_slice() {
+    match allowed.as_slice() {
         [.., a, b] => (*a, *b),
         [a] => (*a, *a),
         [] => panic!("no CPU in this process's affinity mask"),
-    };
+    }
+}
+
+#[test]
+fn fwd_cpus_pins_each_queue_to_its_cpu() {
+    if !require_root("fwd_cpus_pins_each_queue_to_its_cpu") {
+        return;
+    }
+    let (a, b) = last_two_cpus();
     let list = format!("{b},{a}");
     let mut t = Topo::new("77.11");
     t.start(&["--queues", "2", "--cpus", &list]);
@@ -705,6 +709,96 @@ fn fwd_cpus_pins_each_queue_to_its_cpu() {
     tcp_transfer(&t, 5211, 2, 8 << 20);
     let s = t.stop();
     assert_consistent(&s, &t);
+}
+
+#[test]
+fn fwd_worker_per_direction_two_queues_pinned() {
+    if !require_root("fwd_worker_per_direction_two_queues_pinned") {
+        return;
+    }
+    // A bridge has no directions to split: refused before any socket opens.
+    let out = Command::new(bin("skbtrace-fwd"))
+        .args([
+            "--if",
+            "x1",
+            "--if",
+            "x2",
+            "--if",
+            "x3",
+            "--worker-per-direction",
+        ])
+        .output()
+        .expect("run skbtrace-fwd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("needs exactly two --if"),
+        "{}: {err}",
+        out.status
+    );
+
+    let (a, b) = last_two_cpus();
+    let list = format!("{b},{a}");
+    let mut t = Topo::new("77.12");
+    t.start(&["--worker-per-direction", "--queues", "2", "--cpus", &list]);
+    let line = t.fwd().wait_stderr("ready:", Duration::from_secs(1));
+    assert!(
+        line.contains(&format!("2 queues, a worker per direction on CPU {list}")),
+        "{line}"
+    );
+    // Workers in order q0 b1->b2, q0 b2->b1, q1 ..., pinned round the list.
+    let want = [
+        ("fwd-q0-0to1", b),
+        ("fwd-q0-1to0", a),
+        ("fwd-q1-0to1", b),
+        ("fwd-q1-1to0", a),
+    ];
+    let pid = t.fwd().pid();
+    let threads = tests::poll_until(
+        Duration::from_secs(2),
+        || thread_cpus(pid),
+        |th| {
+            want.iter()
+                .all(|(name, cpu)| th.iter().any(|(n, c)| n == name && *c == cpu.to_string()))
+        },
+    );
+    for (name, cpu) in want {
+        let got = threads.iter().find(|(n, _)| n == name);
+        assert_eq!(
+            got.map(|(_, c)| c.as_str()),
+            Some(cpu.to_string().as_str()),
+            "{name} pinned to CPU {cpu}; threads: {threads:?}"
+        );
+    }
+    assert_ping_ok(&t.ns1, &t.ip2.clone(), 10, 56);
+    assert_ping_ok(&t.ns2, &t.ip1.clone(), 10, 1400);
+    tcp_transfer(&t, 5212, 16, 32 << 20);
+    let s = t.stop();
+    // Each direction's worker counts its side: the sums still balance, and
+    // per queue lines add up to the totals.
+    assert_consistent(&s, &t);
+    let (b1, b2) = (t.v1.b.clone(), t.v2.b.clone());
+    assert!(s.get(&b2, "all", "tx_bytes") > 32 << 20, "{}", s.text);
+    assert!(s.get(&b2, "all", "tx_direct") > 0, "{}", s.text);
+    // Both directions counted, on both queues (16 flows hash onto both;
+    // all on one has odds of 2^-15): pings and ACKs came back through the
+    // second worker of each queue.
+    for (iface, key) in [
+        (&b1, "rx_packets"),
+        (&b2, "tx_packets"),
+        (&b2, "rx_packets"),
+        (&b1, "tx_packets"),
+    ] {
+        let (q0, q1) = (s.get(iface, "0", key), s.get(iface, "1", key));
+        assert!(q0 > 20 && q1 > 20, "{iface} {key} per queue:\n{}", s.text);
+        assert_eq!(
+            q0 + q1,
+            s.get(iface, "all", key),
+            "{iface} {key}:\n{}",
+            s.text
+        );
+    }
+    assert_eq!(s.get(&b1, "all", "drops"), 0, "{}", s.text);
+    assert_eq!(s.get(&b2, "all", "drops"), 0, "{}", s.text);
 }
 
 /// Packets the root qdisc of `dev` in `ns` has sent ("Sent N bytes M pkt").
