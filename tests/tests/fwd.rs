@@ -939,8 +939,22 @@ fn fwd_link_down_up_recovers_and_deletion_exits() {
     if !require_root("fwd_link_down_up_recovers_and_deletion_exits") {
         return;
     }
-    let mut t = Topo::new("77.6");
-    t.start(&[]);
+    link_down_up_recovers_and_deletion_exits("77.6", &[]);
+}
+
+#[test]
+fn fwd_worker_per_direction_link_down_up_recovers_and_deletion_exits() {
+    if !require_root("fwd_worker_per_direction_link_down_up_recovers_and_deletion_exits") {
+        return;
+    }
+    // b2's RX ring and its TX ring belong to two threads here: the one that
+    // reads b2 sees the socket error, the other keeps sending into it.
+    link_down_up_recovers_and_deletion_exits("77.13", &["--worker-per-direction"]);
+}
+
+fn link_down_up_recovers_and_deletion_exits(subnet: &str, args: &[&str]) {
+    let mut t = Topo::new(subnet);
+    t.start(args);
     assert_ping_ok(&t.ns1, &t.ip2.clone(), 5, 56);
     let b2 = t.v2.b.clone();
     t.nsf.run("ip", &["link", "set", &b2, "down"]);
