@@ -71,7 +71,8 @@ struct Args {
     ifaces: Vec<String>,
 
     /// Queues per interface: one socket each, joined in a PACKET_FANOUT
-    /// (hash) group, and one worker thread per queue.
+    /// (hash) group, and one worker thread per queue (two with
+    /// --worker-per-direction).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     queues: u32,
 
