@@ -2,7 +2,8 @@
 # Where the cost of following a TCP stream goes, stage by stage. The skb
 # programs do their work in stages (tracer-ebpf on_skb): entry, locate the
 # headers, fingerprint, decide whether the packet is followed, take a
-# slot in the CPU's event batch (`reserve`), write the event, the batch
+# slot in the CPU's event batch (`reserve`), write the event (`fill`: then
+# give it back, so nothing reaches the ring), the batch
 # written to the ring 16 events at a time (and the reader then decodes,
 # correlates and writes JSON). SKBTRACE_STOP_AFTER=STAGE makes them stop
 # after one stage (`decode`: the programs do everything and the reader only
@@ -26,7 +27,7 @@ for t in ip iperf3 bpftool python3; do
 done
 cargo build --release --bins -p tracer >/dev/null
 SKB=target/release/skbtrace
-STAGES="entry locate fingerprint follow reserve decode full"
+STAGES="entry locate fingerprint follow reserve fill decode full"
 NS1=skbstage1-$$; NS2=skbstage2-$$; A=sbsa$$; B=sbsb$$
 TMP=$(mktemp -d)
 NET=10.233.0

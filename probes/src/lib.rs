@@ -221,17 +221,21 @@ pub mod stage {
     pub const FOLLOW: u32 = 4;
     /// A slot in this CPU's event batch taken, then given back unwritten.
     pub const RESERVE: u32 = 5;
+    /// The event written in full into its batch slot, then given back:
+    /// everything but the batch's trip through the ring buffer.
+    pub const FILL: u32 = 6;
     /// Not a kernel stage: the programs do all their work, and the reader
     /// decodes each event and drops it (no correlation, no output).
-    pub const DECODE: u32 = 6;
+    pub const DECODE: u32 = 7;
 
     /// Names as `SKBTRACE_STOP_AFTER` takes them, in stage order.
-    pub const NAMES: [(&str, u32); 6] = [
+    pub const NAMES: [(&str, u32); 7] = [
         ("entry", ENTRY),
         ("locate", LOCATE),
         ("fingerprint", FINGERPRINT),
         ("follow", FOLLOW),
         ("reserve", RESERVE),
+        ("fill", FILL),
         ("decode", DECODE),
     ];
 }

@@ -602,6 +602,10 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
             }
         }
     }
+    if stopped_after(stage::FILL) {
+        staging::abandon(slot);
+        return;
+    }
     staging::commit(slot, probe);
 }
 

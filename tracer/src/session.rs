@@ -616,12 +616,13 @@ mod tests {
             "fingerprint",
             "follow",
             "reserve",
+            "fill",
             "decode",
         ]
         .iter()
         .map(|n| parse_stop_after(Some(n)).unwrap())
         .collect();
-        assert_eq!(got, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7]);
         let e = parse_stop_after(Some("write")).unwrap_err().to_string();
         assert!(
             e.contains("`write` is not a stage") && e.contains("entry, locate"),
