@@ -659,6 +659,28 @@ fn thread_cpus(pid: Pid) -> Vec<(String, String)> {
     out
 }
 
+/// Asserts that each named thread of `pid` is pinned to its CPU. Each
+/// worker names and pins itself as it starts, which may be just after the
+/// ready line, so this waits a moment for them.
+fn assert_pinned(pid: Pid, want: &[(&str, usize)]) {
+    let threads = tests::poll_until(
+        Duration::from_secs(2),
+        || thread_cpus(pid),
+        |th| {
+            want.iter()
+                .all(|(name, cpu)| th.iter().any(|(n, c)| n == name && *c == cpu.to_string()))
+        },
+    );
+    for (name, cpu) in want {
+        let got = threads.iter().find(|(n, _)| n == name);
+        assert_eq!(
+            got.map(|(_, c)| c.as_str()),
+            Some(cpu.to_string().as_str()),
+            "{name} pinned to CPU {cpu}; threads: {threads:?}"
+        );
+    }
+}
+
 /// The last two CPUs this process may use (one, twice, on a 1-CPU box).
 fn last_two_cpus() -> (usize, usize) {
     let allowed: Vec<usize> = (0..nix::sched::CpuSet::count())
@@ -685,26 +707,7 @@ fn fwd_cpus_pins_each_queue_to_its_cpu() {
     t.start(&["--queues", "2", "--cpus", &list]);
     let line = t.fwd().wait_stderr("ready:", Duration::from_secs(1));
     assert!(line.contains(&format!("on CPU {list}")), "{line}");
-    // Each worker names and pins itself as it starts, which may be just
-    // after the ready line.
-    let pid = t.fwd().pid();
-    let threads = tests::poll_until(
-        Duration::from_secs(2),
-        || thread_cpus(pid),
-        |th| {
-            [("fwd-q0", b), ("fwd-q1", a)]
-                .iter()
-                .all(|(name, want)| th.iter().any(|(n, c)| n == name && *c == want.to_string()))
-        },
-    );
-    for (name, want) in [("fwd-q0", b), ("fwd-q1", a)] {
-        let got = threads.iter().find(|(n, _)| n == name);
-        assert_eq!(
-            got.map(|(_, c)| c.as_str()),
-            Some(want.to_string().as_str()),
-            "{name} pinned to CPU {want}; threads: {threads:?}"
-        );
-    }
+    assert_pinned(t.fwd().pid(), &[("fwd-q0", b), ("fwd-q1", a)]);
     assert_ping_ok(&t.ns1, &t.ip2.clone(), 5, 56);
     tcp_transfer(&t, 5211, 2, 8 << 20);
     let s = t.stop();
@@ -746,29 +749,15 @@ fn fwd_worker_per_direction_two_queues_pinned() {
         "{line}"
     );
     // Workers in order q0 b1->b2, q0 b2->b1, q1 ..., pinned round the list.
-    let want = [
-        ("fwd-q0-0to1", b),
-        ("fwd-q0-1to0", a),
-        ("fwd-q1-0to1", b),
-        ("fwd-q1-1to0", a),
-    ];
-    let pid = t.fwd().pid();
-    let threads = tests::poll_until(
-        Duration::from_secs(2),
-        || thread_cpus(pid),
-        |th| {
-            want.iter()
-                .all(|(name, cpu)| th.iter().any(|(n, c)| n == name && *c == cpu.to_string()))
-        },
+    assert_pinned(
+        t.fwd().pid(),
+        &[
+            ("fwd-q0-0to1", b),
+            ("fwd-q0-1to0", a),
+            ("fwd-q1-0to1", b),
+            ("fwd-q1-1to0", a),
+        ],
     );
-    for (name, cpu) in want {
-        let got = threads.iter().find(|(n, _)| n == name);
-        assert_eq!(
-            got.map(|(_, c)| c.as_str()),
-            Some(cpu.to_string().as_str()),
-            "{name} pinned to CPU {cpu}; threads: {threads:?}"
-        );
-    }
     assert_ping_ok(&t.ns1, &t.ip2.clone(), 10, 56);
     assert_ping_ok(&t.ns2, &t.ip1.clone(), 10, 1400);
     tcp_transfer(&t, 5212, 16, 32 << 20);
