@@ -507,13 +507,13 @@ fn print_stats(shared: &Shared, slot_queue: &[usize], reason: &str, elapsed: Dur
         elapsed.as_secs_f64()
     ));
     for (p, port) in shared.ports.iter().enumerate() {
+        let mut per_queue = vec![Counters::default(); nq];
+        for (slot, &q) in slot_queue.iter().enumerate() {
+            per_queue[q].add(&shared.stats[p][slot].load());
+        }
         let mut total = Counters::default();
-        for q in 0..nq {
-            let mut c = Counters::default();
-            for (slot, _) in slot_queue.iter().enumerate().filter(|(_, sq)| **sq == q) {
-                c.add(&shared.stats[p][slot].load());
-            }
-            total.add(&c);
+        for (q, c) in per_queue.iter().enumerate() {
+            total.add(c);
             if nq > 1 {
                 out.push_str(&format!(
                     "stats if={} ifindex={} queue={q} {}\n",

@@ -301,8 +301,7 @@ impl Queue {
                 // same mapping of rx_bytes + tx bytes.
                 base: unsafe { map.ptr().add(rx_bytes) },
                 map,
-                fd: fd.as_raw_fd(),
-                _sock: fd.clone(),
+                sock: fd.clone(),
                 block_size: tx_block as usize,
                 per_block: (tx_block / cfg.frame_size) as usize,
                 frame_size: cfg.frame_size as usize,
@@ -565,9 +564,9 @@ pub struct TxRing {
     #[allow(dead_code)] // keeps the mapping alive as long as `base` is used
     map: Arc<Mmap>,
     base: *mut u8,
-    fd: RawFd,
-    /// Keeps `fd` open while the ring is in use.
-    _sock: Arc<OwnedFd>,
+    /// The socket the ring belongs to, kicked to send; shared with the
+    /// RX ring's worker in --worker-per-direction mode.
+    sock: Arc<OwnedFd>,
     block_size: usize,
     per_block: usize,
     frame_size: usize,
@@ -634,7 +633,7 @@ impl TxRing {
         if self.pending == 0 {
             return Ok(());
         }
-        match sys::kick_tx(self.fd) {
+        match sys::kick_tx(self.sock.as_raw_fd()) {
             // The kernel stops early, yet reports success, when the send
             // buffer fills after it sent at least one frame (possible when
             // net.core.wmem_max capped the buffer we asked for). It sends in

@@ -61,30 +61,55 @@ pub struct Worker {
     /// Which stats slot this worker publishes to (`Shared::stats[port][slot]`).
     slot: usize,
     shared: Arc<Shared>,
-    /// Per port, indexed alike. A port this worker does not read from has
-    /// no fd, doorbell or RX ring here; one it does not send to has no TX
-    /// ring or send socket.
-    fds: Vec<Option<Arc<OwnedFd>>>,
-    bells: Vec<Option<OwnedFd>>,
-    rx: Vec<Option<RxRing>>,
-    tx: Vec<Option<TxRing>>,
-    direct: Vec<Option<DirectTx>>,
+    /// Per port, indexed alike: None for a port this worker does not read
+    /// from, or does not send to.
+    rx: Vec<Option<RxPort>>,
+    tx: Vec<Option<TxPort>>,
     counters: Vec<Counters>,
+}
+
+/// What a worker reads one port through.
+struct RxPort {
+    fd: Arc<OwnedFd>,
+    bell: Option<OwnedFd>,
+    ring: RxRing,
+}
+
+/// What a worker sends on one port through: its TX ring, and its send
+/// socket for large frames.
+struct TxPort {
+    ring: TxRing,
+    direct: Option<DirectTx>,
+}
+
+impl Queue {
+    fn split(self) -> (RxPort, TxPort) {
+        (
+            RxPort {
+                fd: self.fd,
+                bell: self.doorbell,
+                ring: self.rx,
+            },
+            TxPort {
+                ring: self.tx,
+                direct: self.direct,
+            },
+        )
+    }
 }
 
 impl Worker {
     /// A worker for both directions: `queues[p]` is this queue's socket on
     /// port p.
     pub fn new(slot: usize, shared: Arc<Shared>, queues: Vec<Queue>) -> Worker {
-        let mut w = Worker::empty(slot, shared, queues.len());
-        for (p, q) in queues.into_iter().enumerate() {
-            w.fds[p] = Some(q.fd);
-            w.bells[p] = q.doorbell;
-            w.rx[p] = Some(q.rx);
-            w.tx[p] = Some(q.tx);
-            w.direct[p] = q.direct;
-        }
-        w
+        let (rx, tx) = queues
+            .into_iter()
+            .map(|q| {
+                let (r, t) = q.split();
+                (Some(r), Some(t))
+            })
+            .unzip();
+        Worker::with(slot, shared, rx, tx)
     }
 
     /// Two workers for one queue of a two-port patch, one per direction:
@@ -96,34 +121,35 @@ impl Worker {
         shared: Arc<Shared>,
         queues: [Queue; 2],
     ) -> [Worker; 2] {
-        let mut w = [
-            Worker::empty(slots[0], shared.clone(), 2),
-            Worker::empty(slots[1], shared, 2),
-        ];
-        for (p, q) in queues.into_iter().enumerate() {
-            // Worker p reads port p; the other one sends to it.
-            w[p].fds[p] = Some(q.fd);
-            w[p].bells[p] = q.doorbell;
-            w[p].rx[p] = Some(q.rx);
-            w[1 - p].tx[p] = Some(q.tx);
-            w[1 - p].direct[p] = q.direct;
-        }
-        w
+        let [(rx0, tx0), (rx1, tx1)] = queues.map(Queue::split);
+        [
+            Worker::with(
+                slots[0],
+                shared.clone(),
+                vec![Some(rx0), None],
+                vec![None, Some(tx1)],
+            ),
+            Worker::with(
+                slots[1],
+                shared,
+                vec![None, Some(rx1)],
+                vec![Some(tx0), None],
+            ),
+        ]
     }
 
-    fn empty(slot: usize, shared: Arc<Shared>, ports: usize) -> Worker {
-        fn none<T>(n: usize) -> Vec<Option<T>> {
-            (0..n).map(|_| None).collect()
-        }
+    fn with(
+        slot: usize,
+        shared: Arc<Shared>,
+        rx: Vec<Option<RxPort>>,
+        tx: Vec<Option<TxPort>>,
+    ) -> Worker {
         Worker {
             slot,
             shared,
-            fds: none(ports),
-            bells: none(ports),
-            rx: none(ports),
-            tx: none(ports),
-            direct: none(ports),
-            counters: vec![Counters::default(); ports],
+            counters: vec![Counters::default(); rx.len()],
+            rx,
+            tx,
         }
     }
 
@@ -142,10 +168,10 @@ impl Worker {
         // pollfds: ring fd of each port, then the doorbells that exist.
         let mut pfds: Vec<libc::pollfd> = Vec::new();
         let mut owner: Vec<usize> = Vec::new();
-        for (p, fd) in self.fds.iter().enumerate() {
-            if let Some(fd) = fd {
+        for (p, r) in self.rx.iter().enumerate() {
+            if let Some(r) = r {
                 pfds.push(libc::pollfd {
-                    fd: fd.as_raw_fd(),
+                    fd: r.fd.as_raw_fd(),
                     events: libc::POLLIN,
                     revents: 0,
                 });
@@ -153,8 +179,8 @@ impl Worker {
             }
         }
         let rings = pfds.len();
-        for p in 0..self.fds.len() {
-            if let Some(b) = &self.bells[p] {
+        for (p, r) in self.rx.iter().enumerate() {
+            if let Some(b) = r.as_ref().and_then(|r| r.bell.as_ref()) {
                 pfds.push(libc::pollfd {
                     fd: b.as_raw_fd(),
                     events: libc::POLLIN,
@@ -250,22 +276,17 @@ impl Worker {
         let Worker {
             rx,
             tx,
-            direct,
             counters,
             shared,
             ..
         } = self;
-        let mut out = Out {
-            tx,
-            direct,
-            counters,
-        };
+        let mut out = Out { tx, counters };
         let Some(rx) = rx[p].as_mut() else {
             return 0;
         };
         let mut n = 0;
         while n < RX_BUDGET {
-            match rx.next_frame() {
+            match rx.ring.next_frame() {
                 RxNext::Empty => break,
                 RxNext::Corrupt => {
                     out.counters[p].rx_packets += 1;
@@ -287,7 +308,7 @@ impl Worker {
         let Some(tx) = self.tx[d].as_mut() else {
             return false;
         };
-        match tx.flush() {
+        match tx.ring.flush() {
             Ok(()) => false,
             Err(e) if e == libc::EAGAIN || e == libc::ENOBUFS => true,
             Err(_) => {
@@ -298,11 +319,11 @@ impl Worker {
     }
 
     fn read_kernel_stats(&mut self) {
-        for (p, fd) in self.fds.iter().enumerate() {
+        for (p, r) in self.rx.iter().enumerate() {
             // Only the RX ring's reader asks: the kernel resets the numbers
             // on each read.
-            let Some(fd) = fd else { continue };
-            if let Ok((_, drops, freezes)) = ring::kernel_stats(fd.as_raw_fd()) {
+            let Some(r) = r else { continue };
+            if let Ok((_, drops, freezes)) = ring::kernel_stats(r.fd.as_raw_fd()) {
                 self.counters[p].drop_kernel += drops as u64;
                 self.counters[p].kernel_freezes += freezes as u64;
             }
@@ -316,11 +337,10 @@ impl Worker {
     }
 }
 
-/// The ways out of a worker: per port, its TX ring, its send socket for
-/// large frames, and its counters.
+/// The ways out of a worker: per port, its TX ring and send socket, and
+/// its counters.
 struct Out<'a> {
-    tx: &'a mut [Option<TxRing>],
-    direct: &'a [Option<DirectTx>],
+    tx: &'a mut [Option<TxPort>],
     counters: &'a mut [Counters],
 }
 
@@ -398,14 +418,14 @@ fn send(
         out.counters[p].drop_oversized += 1;
         return;
     }
-    let Some(ring) = out.tx[d].as_mut() else {
+    let Some(TxPort { ring, direct }) = out.tx[d].as_mut() else {
         // A worker per direction only reads frames bound for the port it
         // sends to; nothing else can get here.
         out.counters[p].drop_send_error += 1;
         return;
     };
     let mut hooked = false;
-    if let (Some(sock), Some(h)) = (&out.direct[d], vnet)
+    if let (Some(sock), Some(h)) = (direct.as_ref(), vnet)
         && out_len >= direct::DIRECT_MIN
         && f.vlan.is_none()
         // Frames already in the ring go first: a large frame must not
