@@ -12,10 +12,12 @@
 #
 # Usage: sudo bench/fwd.sh [--duration SECS] [--rounds N] [--fwd PATH] [--fwd-cpus LIST]
 #                          [--fwd-args "ARGS"]
-#   skbtrace-fwd runs a worker per direction (--fwd-args, default
-#   "--worker-per-direction"; "" for one worker), pinned to --fwd-cpus as VPP
-#   pins its workers: default the last CPU for b1 -> b2 (iperf3's data) and
-#   CPU 0 for b2 -> b1; --fwd-cpus none leaves them to the scheduler.
+#   skbtrace-fwd runs a queue per CPU with CPU fanout (--fwd-args, default
+#   "--queues NCPU --fanout cpu"; "--worker-per-direction" or "" for one
+#   queue), its workers pinned to --fwd-cpus as VPP pins its workers:
+#   default each queue's worker on the next CPU (1,...,N-1,0), so frames the
+#   kernel handed over on CPU c are forwarded on another CPU, where the
+#   receiving end runs; --fwd-cpus none leaves them to the scheduler.
 #   needs: iproute2, iperf3, ping, jq, openvswitch-switch (binaries only; the
 #   system service is not used). Builds skbtrace-fwd --release if --fwd is not
 #   given. The three datapaths are measured in turn, --rounds times (default
@@ -27,8 +29,11 @@ set -euo pipefail
 DUR=10
 ROUNDS=3
 FWD=""
-FWD_CPUS="$(( $(nproc) - 1 )),0"
-FWD_ARGS="--worker-per-direction"
+NCPU=$(nproc)
+FWD_CPUS=$(seq -s, 1 $((NCPU - 1)))
+FWD_CPUS="${FWD_CPUS:+$FWD_CPUS,}0"
+FWD_ARGS="--queues $NCPU --fanout cpu"
+[ "$NCPU" -gt 1 ] || FWD_ARGS=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --duration) DUR="$2"; shift 2 ;;
@@ -36,7 +41,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS="$2"; shift 2 ;;
     --fwd-cpus) FWD_CPUS="$2"; shift 2 ;;
     --fwd-args) FWD_ARGS="$2"; shift 2 ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done

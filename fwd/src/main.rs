@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
 use fwd::bridge::MacTable;
-use fwd::ring::{Fanout, Queue, RingConfig};
+use fwd::ring::{Fanout, FanoutMode, Queue, RingConfig};
 use fwd::stats::{self, Counters};
 use fwd::sys;
 use fwd::worker::{Port, Shared, Worker, WorkerError};
@@ -56,6 +56,10 @@ Examples:
   # A thread per direction: b1 -> b2 on CPU 1, b2 -> b1 on CPU 0:
   skbtrace-fwd --if b1 --if b2 --worker-per-direction --cpus 1,0
 
+  # A queue per CPU, each worker on another CPU than the one whose frames it
+  # takes: it runs beside the receiving application, not the sender:
+  skbtrace-fwd --if b1 --if b2 --queues 2 --fanout cpu --cpus 1,0
+
   # Peers with offloads turned off (ethtool -K <peer> tx off tso off gso off):
   skbtrace-fwd --if b1 --if b2 --cksum-gso-disable
 
@@ -71,10 +75,21 @@ struct Args {
     ifaces: Vec<String>,
 
     /// Queues per interface: one socket each, joined in a PACKET_FANOUT
-    /// (hash) group, and one worker thread per queue (two with
+    /// group (see --fanout), and one worker thread per queue (two with
     /// --worker-per-direction).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     queues: u32,
+
+    /// How frames are spread over the queues (needs --queues 2 or more).
+    /// With `cpu`, a queue per CPU and each queue's worker pinned to
+    /// another CPU than its number (`--queues 2 --cpus 1,0` on two CPUs),
+    /// a frame is forwarded beside the application receiving it rather
+    /// than beside its sender, so the send that delivers it wakes that
+    /// application on its own CPU: a TCP stream is then forwarded as fast
+    /// wherever the scheduler puts its two ends. A flow whose sender moves
+    /// to another CPU changes queue, and a few frames may be reordered.
+    #[arg(long, value_enum, default_value_t = FanoutMode::Hash)]
+    fanout: FanoutMode,
 
     /// RX ring block size in bytes (multiple of the page size; must hold
     /// the largest frame).
@@ -235,6 +250,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.ifaces.len() > u16::MAX as usize {
         bail!("too many interfaces");
     }
+    if args.fanout != FanoutMode::Hash && args.queues < 2 {
+        bail!(
+            "--fanout {} spreads frames over queues: give --queues 2 or more",
+            args.fanout.name()
+        );
+    }
     if args.worker_per_direction && args.ifaces.len() != 2 {
         bail!(
             "--worker-per-direction needs exactly two --if (a patch); with {} the forwarder is a bridge, where a frame from any port may go to any other",
@@ -335,7 +356,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     // Open every socket before starting any thread, so a setup error leaves
     // nothing running.
-    let mut groups = vec![(Fanout::default(), Fanout::default()); np];
+    let mut groups = vec![(Fanout::new(args.fanout), Fanout::new(args.fanout)); np];
     let mut per_queue: Vec<Vec<Queue>> = Vec::with_capacity(nq);
     for q in 0..nq {
         let mut socks = Vec::with_capacity(np);
@@ -386,7 +407,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let names: Vec<&str> = shared.ports.iter().map(|p| p.name.as_str()).collect();
     log::info!(
-        "ready: {} {} ({} queue{}{}{}, {:?} rx, ring {}x{} B blocks, frame {} B, {} tx slots, large frames by {}, qdisc bypass {}, vnet hdr {}); pid {}",
+        "ready: {} {} ({} queue{}{}{}{}, {:?} rx, ring {}x{} B blocks, frame {} B, {} tx slots, large frames by {}, qdisc bypass {}, vnet hdr {}); pid {}",
         if np == 2 { "patching" } else { "bridging" },
         names.join(if np == 2 { " <-> " } else { ", " }),
         nq,
@@ -399,6 +420,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.cpus
             .as_ref()
             .map_or(String::new(), |c| format!(" on CPU {c}")),
+        if nq > 1 {
+            format!(", fanout {}", args.fanout.name())
+        } else {
+            String::new()
+        },
         args.rx_mode,
         cfg.block_count,
         cfg.block_size,

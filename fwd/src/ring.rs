@@ -125,25 +125,60 @@ impl RingConfig {
     }
 }
 
+/// How a fanout group picks the queue socket for a frame (also the
+/// forwarder's `--fanout` values; the doc comments are their help).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FanoutMode {
+    /// By flow hash: each flow stays on one queue.
+    #[default]
+    Hash,
+    /// By the CPU the kernel handled the frame on (CPU N to queue N mod
+    /// --queues): for frames from a veth peer, the CPU the sender ran on.
+    Cpu,
+}
+
+impl FanoutMode {
+    fn kernel(self) -> u32 {
+        match self {
+            FanoutMode::Hash => libc::PACKET_FANOUT_HASH,
+            FanoutMode::Cpu => libc::PACKET_FANOUT_CPU,
+        }
+    }
+
+    /// The mode as `--fanout` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FanoutMode::Hash => "hash",
+            FanoutMode::Cpu => "cpu",
+        }
+    }
+}
+
 /// A fanout group shared by the queue sockets of one interface.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fanout {
     pub id: Option<u16>,
+    pub mode: FanoutMode,
 }
 
-const FANOUT_MODE: u32 = libc::PACKET_FANOUT_HASH;
+impl Fanout {
+    pub fn new(mode: FanoutMode) -> Fanout {
+        Fanout { id: None, mode }
+    }
+}
 
 fn join_fanout(fd: &OwnedFd, group: &mut Fanout, what: &str) -> SysResult<()> {
+    let mode = group.mode.kernel();
     match group.id {
         Some(id) => {
-            let arg: u32 = id as u32 | (FANOUT_MODE << 16);
+            let arg: u32 = id as u32 | (mode << 16);
             sys::set_packet_opt(fd, libc::PACKET_FANOUT, &arg, what)
         }
         None => {
             // Let the kernel pick an id no other process in this netns uses,
             // then read it back for the other queues.
             let flags = libc::PACKET_FANOUT_FLAG_UNIQUEID;
-            let arg: u32 = (FANOUT_MODE | flags) << 16;
+            let arg: u32 = (mode | flags) << 16;
             sys::set_packet_opt(fd, libc::PACKET_FANOUT, &arg, what)?;
             let got: u32 = sys::get_packet_opt(fd.as_raw_fd(), libc::PACKET_FANOUT, what)?;
             group.id = Some((got & 0xffff) as u16);

@@ -320,7 +320,20 @@ impl Stats {
 }
 
 fn ping(ns: &NetNs, dst: &str, count: u32, size: u32) -> (u32, u32, String) {
-    let out = Command::new("ip")
+    ping_on(None, ns, dst, count, size)
+}
+
+/// `ping` run on `cpu` when given (taskset): (sent, received, output).
+fn ping_on(cpu: Option<usize>, ns: &NetNs, dst: &str, count: u32, size: u32) -> (u32, u32, String) {
+    let mut cmd = match cpu {
+        Some(c) => {
+            let mut t = Command::new("taskset");
+            t.args(["-c", &c.to_string(), "ip"]);
+            t
+        }
+        None => Command::new("ip"),
+    };
+    let out = cmd
         .args([
             "netns",
             "exec",
@@ -641,6 +654,76 @@ fn fwd_fanout_two_queues() {
     assert_eq!(q0 + q1, s.get(&b1, "all", "rx_packets"), "{}", s.text);
 }
 
+#[test]
+fn fwd_fanout_cpu_queue_follows_the_sending_cpu() {
+    if !require_root("fwd_fanout_cpu_queue_follows_the_sending_cpu") {
+        return;
+    }
+    // One queue has nothing to spread over.
+    assert_refused(
+        &["--if", "x1", "--if", "x2", "--fanout", "cpu"],
+        "give --queues 2 or more",
+    );
+    let (a, b) = last_two_cpus();
+    if a % 2 == b % 2 {
+        eprintln!(
+            "SKIP fwd_fanout_cpu_queue_follows_the_sending_cpu: needs two CPUs of different parity; this process may use {a} and {b}"
+        );
+        return;
+    }
+    let list = format!("{b},{a}");
+    let mut t = Topo::new("77.14");
+    t.start(&["--queues", "2", "--fanout", "cpu", "--cpus", &list]);
+    let line = t.fwd().wait_stderr("ready:", Duration::from_secs(1));
+    assert!(
+        line.contains(&format!("2 queues on CPU {list}, fanout cpu")),
+        "{line}"
+    );
+    // The kernel hands b1 an echo request on the CPU the pinging thread
+    // runs on (veth delivers through that CPU's backlog), so pings from CPU
+    // c land on queue c mod 2. Under hash fanout one ping flow would stay
+    // on one queue whichever CPU it came from.
+    let (b1, ip2) = (t.v1.b.clone(), t.ip2.clone());
+    for cpu in [a, b] {
+        let before = Stats::parse(&t.fwd().wait_stdout_after_usr1());
+        let (sent, got, text) = ping_on(Some(cpu), &t.ns1, &ip2, 20, 56);
+        assert_eq!((sent, got), (20, 20), "ping from CPU {cpu}:\n{text}");
+        let after = Stats::parse(&t.fwd().wait_stdout_after_usr1());
+        let rx = |q: usize| {
+            let q = q.to_string();
+            after.get(&b1, &q, "rx_packets") - before.get(&b1, &q, "rx_packets")
+        };
+        let (mine, other) = (rx(cpu % 2), rx((cpu + 1) % 2));
+        assert!(
+            mine >= 20 && other < 10,
+            "20 pings from CPU {cpu}: queue {} got {mine} frames, queue {} {other}:\n{}",
+            cpu % 2,
+            (cpu + 1) % 2,
+            after.text
+        );
+    }
+    // Frames of one flow may change queue: a transfer still arrives whole.
+    tcp_transfer(&t, 5214, 4, 16 << 20);
+    let s = t.stop();
+    assert_consistent(&s, &t);
+    assert_eq!(s.get(&b1, "all", "drops"), 0, "{}", s.text);
+}
+
+/// Runs skbtrace-fwd with `args` (interfaces need not exist: the check
+/// comes first) and asserts it fails with `msg` in its error.
+fn assert_refused(args: &[&str], msg: &str) {
+    let out = Command::new(bin("skbtrace-fwd"))
+        .args(args)
+        .output()
+        .expect("run skbtrace-fwd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(msg),
+        "{args:?}: want a refusal with {msg:?}, got {}: {err}",
+        out.status
+    );
+}
+
 /// `Cpus_allowed_list` of each thread of `pid`, by thread name.
 fn thread_cpus(pid: Pid) -> Vec<(String, String)> {
     let dir = format!("/proc/{pid}/task");
@@ -720,8 +803,8 @@ fn fwd_worker_per_direction_two_queues_pinned() {
         return;
     }
     // A bridge has no directions to split: refused before any socket opens.
-    let out = Command::new(bin("skbtrace-fwd"))
-        .args([
+    assert_refused(
+        &[
             "--if",
             "x1",
             "--if",
@@ -729,14 +812,8 @@ fn fwd_worker_per_direction_two_queues_pinned() {
             "--if",
             "x3",
             "--worker-per-direction",
-        ])
-        .output()
-        .expect("run skbtrace-fwd");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("needs exactly two --if"),
-        "{}: {err}",
-        out.status
+        ],
+        "needs exactly two --if",
     );
 
     let (a, b) = last_two_cpus();
