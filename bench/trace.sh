@@ -18,6 +18,8 @@
 #   is printed with it.
 #   FOLLOW_ARGS="--nice 0" adds options to every traced run.
 #   SKB=PATH follows with that skbtrace binary (e.g. an experiment build).
+#   IPERF_AFFINITY=C,S pins iperf3's client and server (iperf3 -A): 0,0
+#   takes the scheduler's placement out of the comparison (HISTORY.md).
 set -euo pipefail
 ONLY=${ONLY:-}
 unset SKBTRACE_STOP_AFTER # a stages.sh setting: this bench measures the whole pipeline

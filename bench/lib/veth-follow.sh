@@ -22,8 +22,11 @@ veth_pair_down() {
 }
 
 # iperf3 TCP from NS1 to NS2 for SECS seconds: Gbit/s received.
+# IPERF_AFFINITY=C,S pins the client to CPU C and the server to S (iperf3
+# -A): the untraced rate on 2 vCPUs is bimodal by where the scheduler puts
+# the two ends (both on one CPU about 26 Gbit/s, split 10-17; HISTORY.md).
 tcp_gbps() {
-    ip netns exec "$NS1" iperf3 -c "$NET.2" -t "$SECS" -J \
+    ip netns exec "$NS1" iperf3 -c "$NET.2" -t "$SECS" ${IPERF_AFFINITY:+-A "$IPERF_AFFINITY"} -J \
         | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 3))'
 }
 
@@ -38,9 +41,13 @@ follow_start() {
     echo "skbtrace did not start:"; cat "$TMP/follow.err"; exit 1
 }
 
-# Stops it as Ctrl-C would (outputs flushed) and waits for it.
+# Stops it as Ctrl-C would (outputs flushed) and waits for it. Then writes
+# its output to disk: the JSON (0.4-1 GiB per run) would otherwise be
+# written back by the kernel during the next runs, untraced ones included,
+# and lower the baseline the traced run is divided by.
 follow_stop() {
     kill -INT "$SKB_PID"; wait "$SKB_PID" || true; SKB_PID=""
+    sync
 }
 
 cpu_ticks() { # cpu_ticks PID: user + system clock ticks so far
