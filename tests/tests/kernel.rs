@@ -692,8 +692,10 @@ fn events_from_every_cpu_come_out_in_time_order() {
     }
     let topo = TwoNs::new("226.0");
     let ns1 = &topo.ns1.name;
-    let mut t = start(
+    // The debug log says why, should an event come out of order.
+    let mut t = start_env(
         &["events", "--json", "--dev", &topo.veth.a, "--netns", ns1],
+        &[("RUST_LOG", "warn,tracer::source=debug")],
         READY,
         ready_timeout(),
     );
@@ -740,11 +742,12 @@ fn events_from_every_cpu_come_out_in_time_order() {
     let back = ts.windows(2).position(|w| w[1] < w[0]);
     assert!(
         back.is_none(),
-        "event {} of {} is older than the one before it: {} then {}",
+        "event {} of {} is older than the one before it: {} then {}\nskbtrace's stderr:\n{}",
         back.unwrap_or(0) + 1,
         ts.len(),
         evs[back.unwrap_or(0)],
-        evs[back.unwrap_or(0) + 1]
+        evs[back.unwrap_or(0) + 1],
+        f.stderr
     );
 }
 

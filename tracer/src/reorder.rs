@@ -52,6 +52,14 @@ impl Reorder {
         self.bytes.len()
     }
 
+    /// Events waiting that were stamped in `[from, to)`.
+    pub fn count_between(&self, from: u64, to: u64) -> usize {
+        self.index
+            .iter()
+            .filter(|&&(ts, _, _)| ts >= from && ts < to)
+            .count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
@@ -131,6 +139,16 @@ mod tests {
         r.push_record(&batch(&[(65, 2)]));
         assert_eq!(released(&mut r, u64::MAX), vec![(60, 1), (65, 2), (70, 0)]);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn counts_the_events_waiting_in_a_time_range() {
+        let mut r = Reorder::default();
+        r.push_record(&batch(&[(10, 0), (20, 0), (30, 0)]));
+        r.push_record(&batch(&[(15, 1)]));
+        assert_eq!(r.count_between(10, 20), 2);
+        assert_eq!(r.count_between(20, 31), 2);
+        assert_eq!(r.count_between(31, u64::MAX), 0);
     }
 
     #[test]
