@@ -310,6 +310,41 @@ pub struct Stage {
     pub nested: [Event; STAGE_NESTED],
 }
 
+/// CPUs whose batches `skbtrace_snapshot` copies for the reader; on a
+/// machine with more, the reader flushes every CPU instead.
+pub const SNAP_CPUS: usize = 1024;
+
+/// One CPU's batch state, as `skbtrace_snapshot` copies it: the word that
+/// holds `Stage::off` and `Stage::depth`, and the first staged event's
+/// timestamp, each read with one 8-byte load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageSnap {
+    pub off_depth: u64,
+    pub first_ts: u64,
+}
+
+impl StageSnap {
+    /// `Stage::off` (the word's low half on a little-endian machine, high
+    /// on a big-endian one: the load keeps memory order).
+    pub fn off(&self) -> u32 {
+        let b = self.off_depth.to_ne_bytes();
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    pub fn depth(&self) -> u32 {
+        let b = self.off_depth.to_ne_bytes();
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]])
+    }
+}
+
+/// Where `first_ts` is in a Stage: 8-byte aligned, so one load reads it.
+pub const STAGE_FIRST_TS: usize =
+    core::mem::offset_of!(Stage, buf) + core::mem::offset_of!(Event, ts_ns);
+const _: () = assert!(STAGE_FIRST_TS.is_multiple_of(8));
+const _: () = assert!(core::mem::offset_of!(Stage, off) == 0);
+const _: () = assert!(core::mem::offset_of!(Stage, depth) == 4);
+
 impl Stage {
     /// The timestamp of the first staged event (meaningful when `off > 0`).
     pub fn first_ts(&self) -> u64 {
@@ -354,4 +389,6 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Stage {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StageSnap {}
 }

@@ -911,3 +911,11 @@ static LICENSE: [u8; 4] = *b"GPL\0";
 pub fn skbtrace_flush(_ctx: RawTracePointContext) -> i32 {
     staging::flush()
 }
+
+/// Never attached: user space runs it on its own CPU, with the number of
+/// CPUs as the first argument, to learn which CPUs' batches are old
+/// (staging.rs).
+#[raw_tracepoint]
+pub fn skbtrace_snapshot(ctx: RawTracePointContext) -> i32 {
+    staging::snapshot(ctx.arg(0))
+}

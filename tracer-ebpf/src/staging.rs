@@ -26,20 +26,27 @@
 //! timestamp after raising `depth`, which is what lets a successful flush
 //! vouch for every event stamped before it started.
 //!
-//! Flushing costs the CPU an interrupt, so user space first reads STAGE
-//! (a map read, no interrupt) and flushes only CPUs whose batch is old.
+//! Flushing costs the CPU an interrupt, so user space first reads every
+//! CPU's `off`, `depth` and first stamp (through [`snapshot`], run on its
+//! own CPU: no interrupt) and flushes only CPUs whose batch is old.
 //! What the read vouches for on a CPU: when `off` and `depth` (one 8-byte
-//! word, copied at once) are both 0, every event stamped before the read;
+//! word, loaded at once) are both 0, every event stamped before the read;
 //! otherwise every event stamped before the first event's `ts_ns` (at the
 //! start of `buf`). That slot is written only by an outermost program into
 //! an empty batch, so when it was stamped nothing older was staged or in
 //! flight on that CPU, whatever moment of the batch's life the read caught.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP, helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray,
+    bindings::BPF_RB_NO_WAKEUP,
+    helpers::{bpf_ktime_get_ns, generated::bpf_map_lookup_percpu_elem},
+    macros::map,
+    maps::{Array, PerCpuArray},
 };
 use probes::{
-    BATCH_BYTES, CAPTURE_LEN, Event, STAGE_EVENTS, STAGE_NESTED as NESTED, Stage, wire_len,
+    BATCH_BYTES, CAPTURE_LEN, Event, SNAP_CPUS, STAGE_EVENTS, STAGE_FIRST_TS,
+    STAGE_NESTED as NESTED, Stage, StageSnap, wire_len,
 };
 
 use crate::{
@@ -50,6 +57,10 @@ use crate::{
 
 #[map]
 static STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
+
+/// Every CPU's batch state, copied by [`snapshot`] for the reader.
+#[map]
+static SNAP: Array<[StageSnap; SNAP_CPUS]> = Array::with_max_entries(1, 0);
 
 /// Bytes of `Stage::buf`.
 const BUF: usize = BATCH_BYTES + Event::SIZE;
@@ -201,6 +212,51 @@ pub fn flush() -> i32 {
             store(&raw mut (*st).off, 0);
             store(&raw mut (*st).count, 0);
         }
+    }
+    0
+}
+
+/// Copies the batch state of CPUs `0..cpus` into SNAP. User space runs it
+/// on its own CPU (a test run, no interrupt anywhere) and then reads SNAP,
+/// instead of reading STAGE itself: the kernel copies a map value for a
+/// system call with no promise that a word is read at once (under qemu's
+/// emulation it can go byte by byte), and a read of `off` from before a
+/// commit with `depth` from after it looks like an idle CPU with nothing
+/// staged, while an event waits in the batch. Here each word is one load.
+#[inline(always)]
+pub fn snapshot(cpus: u64) -> i32 {
+    let Some(out) = SNAP.get_ptr_mut(0) else {
+        return 1;
+    };
+    let key = 0u32;
+    for cpu in 0..SNAP_CPUS {
+        if cpu as u64 >= cpus {
+            break;
+        }
+        // SAFETY: STAGE is a per-CPU array map (the static is its
+        // definition); the helper returns CPU `cpu`'s value or null.
+        let st = unsafe {
+            bpf_map_lookup_percpu_elem(
+                (&raw const STAGE).cast_mut().cast::<c_void>(),
+                (&raw const key).cast::<c_void>(),
+                cpu as u32,
+            )
+        }
+        .cast::<u8>();
+        let snap = if st.is_null() {
+            StageSnap::default()
+        } else {
+            // SAFETY: a live per-CPU value of size_of::<Stage>() bytes;
+            // both words are 8-byte aligned in it (probes checks).
+            unsafe {
+                StageSnap {
+                    off_depth: load(st.cast::<u64>()),
+                    first_ts: load(st.add(STAGE_FIRST_TS).cast::<u64>()),
+                }
+            }
+        };
+        // SAFETY: cpu < SNAP_CPUS, inside the one SNAP value.
+        unsafe { store(&raw mut (*out)[cpu], snap) };
     }
     0
 }

@@ -102,6 +102,8 @@ impl AttachReport {
 
 /// The program that writes out each CPU's partial event batch.
 const FLUSH_PROG: &str = "skbtrace_flush";
+/// The program that copies every CPU's batch state for the reader.
+const SNAPSHOT_PROG: &str = "skbtrace_snapshot";
 
 pub struct SessionOptions {
     pub target: Option<Target>,
@@ -222,9 +224,14 @@ impl Session {
             .context("loading skbtrace's eBPF object (maps and globals)")?;
 
         // Never attached; see `source::Flusher`.
-        program_mut::<RawTracePoint>(&mut ebpf, FLUSH_PROG)
-            .and_then(|p| p.load().map_err(|e| error_line(&e)))
-            .map_err(|e| anyhow::anyhow!("loading the event-batch flush program: {e}"))?;
+        for (name, what) in [
+            (FLUSH_PROG, "event-batch flush"),
+            (SNAPSHOT_PROG, "event-batch snapshot"),
+        ] {
+            program_mut::<RawTracePoint>(&mut ebpf, name)
+                .and_then(|p| p.load().map_err(|e| error_line(&e)))
+                .map_err(|e| anyhow::anyhow!("loading the {what} program: {e}"))?;
+        }
 
         let started = Instant::now();
         let mut points = Vec::new();
@@ -328,8 +335,13 @@ impl Session {
             .program(FLUSH_PROG)
             .context("no flush program in the eBPF object")?
             .try_into()?;
-        let stage = self.ebpf.map("STAGE").context("no STAGE map")?;
-        crate::source::Flusher::new(p, PerCpuArray::try_from(stage)?)
+        let snapshot: &RawTracePoint = self
+            .ebpf
+            .program(SNAPSHOT_PROG)
+            .context("no snapshot program in the eBPF object")?
+            .try_into()?;
+        let snap = self.ebpf.map("SNAP").context("no SNAP map")?;
+        crate::source::Flusher::new(p, snapshot, aya::maps::Array::try_from(snap)?)
     }
 
     /// Per-probe counters summed over CPUs, for probes that ran.

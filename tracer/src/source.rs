@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, RingBuf};
 use aya::programs::{ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun};
-use probes::Stage;
+use probes::{SNAP_CPUS, StageSnap};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -341,14 +341,16 @@ impl Stops {
 /// Gets each CPU's staged events into the ring, and tracks up to when each
 /// CPU's events are known to be there (see tracer-ebpf/src/staging.rs).
 ///
-/// It reads every CPU's STAGE value first, which interrupts nobody. A CPU
+/// It reads every CPU's batch state first (`skbtrace_snapshot`, run on the
+/// reader's own CPU), which interrupts nobody. A CPU
 /// with nothing staged, or whose batch is younger than [`FLUSH_AFTER`]
 /// (under load batches fill in microseconds), is left alone. Only a CPU
 /// holding older events is made to write them out: `skbtrace_flush` runs
 /// there by BPF_PROG_TEST_RUN, which costs that CPU an interrupt.
 pub struct Flusher<'a> {
     prog: &'a RawTracePoint,
-    stage: PerCpuArray<&'a MapData, Stage>,
+    snapshot: &'a RawTracePoint,
+    snap: Array<&'a MapData, [StageSnap; SNAP_CPUS]>,
     cpus: Vec<u32>,
     /// Per CPU (same order as `cpus`): every event stamped before this is
     /// in the ring. 0 until the first flush: nothing is vouched for yet.
@@ -367,26 +369,28 @@ impl Drop for Flusher<'_> {
 /// A CPU's staged events are flushed once the oldest is this old.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(10);
 
-/// What a read of one CPU's STAGE value made at `t0` vouches for: every
+/// What a read of one CPU's batch state made at `t0` vouches for: every
 /// event of that CPU stamped before the returned time is in the ring.
-fn vouched_by_stage(st: &Stage, t0: u64) -> u64 {
-    if st.off == 0 && st.depth == 0 {
+fn vouched_by_stage(st: &StageSnap, t0: u64) -> u64 {
+    if st.off() == 0 && st.depth() == 0 {
         t0
     } else {
-        st.first_ts().min(t0)
+        st.first_ts.min(t0)
     }
 }
 
 impl<'a> Flusher<'a> {
     pub fn new(
         prog: &'a RawTracePoint,
-        stage: PerCpuArray<&'a MapData, Stage>,
+        snapshot: &'a RawTracePoint,
+        snap: Array<&'a MapData, [StageSnap; SNAP_CPUS]>,
     ) -> anyhow::Result<Self> {
         let cpus =
             aya::util::online_cpus().map_err(|(what, e)| anyhow::anyhow!("reading {what}: {e}"))?;
         Ok(Flusher {
             prog,
-            stage,
+            snapshot,
+            snap,
             flushed_at: vec![0; cpus.len()],
             cpus,
             interrupts: 0,
@@ -404,14 +408,14 @@ impl<'a> Flusher<'a> {
         let stages = if all {
             None
         } else {
-            match self.stage.get(&0, 0) {
-                Ok(v) => Some(v),
+            match self.read_stages() {
+                Ok(v) => v,
                 Err(e) => {
                     if !self.warned {
                         self.warned = true;
                         log::warn!(
                             "cannot read the CPUs' staged events ({}); flushing every CPU every {} ms",
-                            crate::session::error_line(&e),
+                            e,
                             RELEASE_EVERY.as_millis()
                         );
                     }
@@ -468,6 +472,30 @@ impl<'a> Flusher<'a> {
             }
         }
         self.flushed_at.iter().copied().min().unwrap_or(0)
+    }
+
+    /// Every CPU's batch state, indexed by CPU number; None when a CPU's
+    /// number is past what the snapshot program copies.
+    fn read_stages(&self) -> Result<Option<Box<[StageSnap]>>, String> {
+        let n = self.cpus.iter().max().map_or(0, |&c| c as usize + 1);
+        if n > SNAP_CPUS {
+            return Ok(None);
+        }
+        let mut args = [0u64; 12];
+        args[0] = n as u64;
+        match self
+            .snapshot
+            .test_run(RawTracePointRunOptions { args, cpu: None })
+        {
+            Ok(r) if r.return_value == 0 => {}
+            Ok(r) => return Err(format!("the snapshot program returned {}", r.return_value)),
+            Err(e) => return Err(crate::session::error_line(&e)),
+        }
+        let all = self
+            .snap
+            .get(&0, 0)
+            .map_err(|e| crate::session::error_line(&e))?;
+        Ok(Some(all[..n].into()))
     }
 
     /// The CPU known to have written its events to the ring least
@@ -676,15 +704,25 @@ mod tests {
     const RING: u64 = 16 << 20;
     const MS: u64 = 1_000_000;
 
-    fn stage(n: u32, depth: u32, first_ts: u64) -> Stage {
+    /// A CPU's batch state as `skbtrace_snapshot` copies it: the two
+    /// words loaded from a Stage the way the program loads them.
+    fn stage(n: u32, depth: u32, first_ts: u64) -> StageSnap {
         // SAFETY: Stage is plain integers; all zeroes is a valid value.
-        let mut st: Stage = unsafe { core::mem::zeroed() };
+        let mut st: Box<probes::Stage> = Box::new(unsafe { core::mem::zeroed() });
         st.off = n * probes::EVENT_HEADER as u32;
         st.count = n;
         st.depth = depth;
         let at = core::mem::offset_of!(probes::Event, ts_ns);
         st.buf[at..at + 8].copy_from_slice(&first_ts.to_ne_bytes());
-        st
+        let p = (&raw const *st).cast::<u8>();
+        // SAFETY: both words lie inside the Stage, 8-byte aligned (probes
+        // checks the offsets; a Box of Stage is aligned for it).
+        unsafe {
+            StageSnap {
+                off_depth: p.cast::<u64>().read(),
+                first_ts: p.add(probes::STAGE_FIRST_TS).cast::<u64>().read(),
+            }
+        }
     }
 
     #[test]
@@ -699,6 +737,9 @@ mod tests {
         assert_eq!(vouched_by_stage(&stage(0, 1, 3 * MS), t0), 3 * MS);
         // A batch started after the read began vouches for the read only.
         assert_eq!(vouched_by_stage(&stage(2, 0, 901 * MS), t0), t0);
+        // The word splits back into `off` and `depth`.
+        let s = stage(3, 2, 0);
+        assert_eq!((s.off(), s.depth()), (3 * probes::EVENT_HEADER as u32, 2));
     }
 
     #[test]
