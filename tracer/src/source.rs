@@ -515,9 +515,8 @@ impl<'a> Flusher<'a> {
 pub const RELEASE_EVERY: Duration = Duration::from_millis(25);
 
 /// When flushes keep failing, events older than this are handed on anyway,
-/// and a warning says their order is not confirmed. Long enough for a
-/// virtual CPU that its host descheduled to run again (1 s was not, under
-/// qemu's emulation on a loaded host).
+/// and a warning says their order is not confirmed. Generous, so that a
+/// virtual CPU its host descheduled has time to run again.
 const FLUSH_GIVE_UP: Duration = Duration::from_secs(3);
 
 /// How long a release waits for records that other CPUs are still writing
