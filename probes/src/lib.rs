@@ -345,16 +345,6 @@ const _: () = assert!(STAGE_FIRST_TS.is_multiple_of(8));
 const _: () = assert!(core::mem::offset_of!(Stage, off) == 0);
 const _: () = assert!(core::mem::offset_of!(Stage, depth) == 4);
 
-impl Stage {
-    /// The timestamp of the first staged event (meaningful when `off > 0`).
-    pub fn first_ts(&self) -> u64 {
-        let at = core::mem::offset_of!(Event, ts_ns);
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&self.buf[at..at + 8]);
-        u64::from_ne_bytes(b)
-    }
-}
-
 /// Per-probe counters, kept per CPU in the kernel and summed in user space.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -641,18 +641,21 @@ pub async fn drain(
             if n > 0 {
                 unconfirmed += n as u64;
                 let (cpu, at) = flusher.laggard();
-                let why = if caught_up {
+                let why = if !caught_up {
+                    "a ring record stayed half-written".to_string()
+                } else if at == 0 {
+                    format!("CPU {cpu}'s batch of events could not be flushed yet")
+                } else {
                     format!(
                         "CPU {cpu}'s batch of events could not be flushed since {:.1} s ago",
                         now.saturating_sub(at) as f64 / 1e9
                     )
-                } else {
-                    "a ring record stayed half-written".to_string()
                 };
+
                 if !warned_unconfirmed {
                     warned_unconfirmed = true;
                     log::warn!(
-                        "{why}: {n} events older than {} s are handed on without waiting further, and may come out of time order (the machine is starved of CPU; see the debug log, RUST_LOG=tracer=debug)",
+                        "{why}: {n} events older than {} s are handed on without waiting further, and may come out of time order (usually a machine short of CPU; RUST_LOG=tracer=debug says more)",
                         FLUSH_GIVE_UP.as_secs()
                     );
                 } else {
