@@ -224,13 +224,15 @@ impl Session {
             .context("loading skbtrace's eBPF object (maps and globals)")?;
 
         // Never attached; see `source::Flusher`.
-        for (name, what) in [
-            (FLUSH_PROG, "event-batch flush"),
-            (SNAPSHOT_PROG, "event-batch snapshot"),
-        ] {
-            program_mut::<RawTracePoint>(&mut ebpf, name)
-                .and_then(|p| p.load().map_err(|e| error_line(&e)))
-                .map_err(|e| anyhow::anyhow!("loading the {what} program: {e}"))?;
+        program_mut::<RawTracePoint>(&mut ebpf, FLUSH_PROG)
+            .and_then(|p| p.load().map_err(|e| error_line(&e)))
+            .map_err(|e| anyhow::anyhow!("loading the event-batch flush program: {e}"))?;
+        // Needs bpf_map_lookup_percpu_elem (Linux 5.19); without it the
+        // reader flushes every CPU at each release instead.
+        if let Err(e) = program_mut::<RawTracePoint>(&mut ebpf, SNAPSHOT_PROG)
+            .and_then(|p| p.load().map_err(|e| error_line(&e)))
+        {
+            log::info!("no event-batch snapshot program ({e}): every CPU is flushed every 25 ms");
         }
 
         let started = Instant::now();
@@ -335,11 +337,11 @@ impl Session {
             .program(FLUSH_PROG)
             .context("no flush program in the eBPF object")?
             .try_into()?;
-        let snapshot: &RawTracePoint = self
+        let snapshot: Option<&RawTracePoint> = self
             .ebpf
             .program(SNAPSHOT_PROG)
-            .context("no snapshot program in the eBPF object")?
-            .try_into()?;
+            .and_then(|p| <&RawTracePoint>::try_from(p).ok())
+            .filter(|p| p.fd().is_ok());
         let snap = self.ebpf.map("SNAP").context("no SNAP map")?;
         crate::source::Flusher::new(p, snapshot, aya::maps::Array::try_from(snap)?)
     }

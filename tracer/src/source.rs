@@ -349,7 +349,8 @@ impl Stops {
 /// there by BPF_PROG_TEST_RUN, which costs that CPU an interrupt.
 pub struct Flusher<'a> {
     prog: &'a RawTracePoint,
-    snapshot: &'a RawTracePoint,
+    /// None where the program could not be loaded (see session.rs).
+    snapshot: Option<&'a RawTracePoint>,
     snap: Array<&'a MapData, [StageSnap; SNAP_CPUS]>,
     cpus: Vec<u32>,
     /// Per CPU (same order as `cpus`): every event stamped before this is
@@ -382,7 +383,7 @@ fn vouched_by_stage(st: &StageSnap, t0: u64) -> u64 {
 impl<'a> Flusher<'a> {
     pub fn new(
         prog: &'a RawTracePoint,
-        snapshot: &'a RawTracePoint,
+        snapshot: Option<&'a RawTracePoint>,
         snap: Array<&'a MapData, [StageSnap; SNAP_CPUS]>,
     ) -> anyhow::Result<Self> {
         let cpus =
@@ -474,19 +475,16 @@ impl<'a> Flusher<'a> {
         self.flushed_at.iter().copied().min().unwrap_or(0)
     }
 
-    /// Every CPU's batch state, indexed by CPU number; None when a CPU's
-    /// number is past what the snapshot program copies.
+    /// Every CPU's batch state, indexed by CPU number; None when there is
+    /// no snapshot program, or a CPU's number is past what it copies.
     fn read_stages(&self) -> Result<Option<Box<[StageSnap]>>, String> {
         let n = self.cpus.iter().max().map_or(0, |&c| c as usize + 1);
-        if n > SNAP_CPUS {
+        let Some(snapshot) = self.snapshot.filter(|_| n <= SNAP_CPUS) else {
             return Ok(None);
-        }
+        };
         let mut args = [0u64; 12];
         args[0] = n as u64;
-        match self
-            .snapshot
-            .test_run(RawTracePointRunOptions { args, cpu: None })
-        {
+        match snapshot.test_run(RawTracePointRunOptions { args, cpu: None }) {
             Ok(r) if r.return_value == 0 => {}
             Ok(r) => return Err(format!("the snapshot program returned {}", r.return_value)),
             Err(e) => return Err(crate::session::error_line(&e)),
