@@ -17,7 +17,8 @@
 //! `tracer::source` for how a flush tells it which events are complete.
 //!
 //! Nesting: a program can interrupt another on the same CPU (a softirq
-//! over process context, the flush's IPI over anything). `depth` counts
+//! over process context, the flush's IPI over anything, a softirq over the
+//! flush when user space flushes its own CPU). `depth` counts
 //! the programs in the middle of an event on this CPU. Only the outermost
 //! writes to the batch; a nested one writes its event to `nested` and
 //! outputs it alone at once. The flush refuses to touch a CPU whose depth
@@ -200,6 +201,13 @@ pub fn flush() -> i32 {
         if load(&raw const (*st).depth) != 0 {
             return 1;
         }
+        // Held like an event's: when user space flushes its own CPU, the
+        // test run is in process context with interrupts on, and a softirq
+        // on their way out runs skb programs here. Seeing depth 0 they would
+        // append to the batch this is writing out (and lose the event when
+        // `off` is reset) or write it out twice; seeing 1 they write their
+        // events straight to the ring.
+        store(&raw mut (*st).depth, 1);
         let off = load(&raw const (*st).off) as usize;
         if off != 0 {
             // User space reads right after the flush; no wakeup needed.
@@ -212,6 +220,7 @@ pub fn flush() -> i32 {
             store(&raw mut (*st).off, 0);
             store(&raw mut (*st).count, 0);
         }
+        store(&raw mut (*st).depth, 0);
     }
     0
 }
@@ -219,10 +228,10 @@ pub fn flush() -> i32 {
 /// Copies the batch state of CPUs `0..cpus` into SNAP. User space runs it
 /// on its own CPU (a test run, no interrupt anywhere) and then reads SNAP,
 /// instead of reading STAGE itself: the kernel copies a map value for a
-/// system call with no promise that a word is read at once (under qemu's
-/// emulation it can go byte by byte), and a read of `off` from before a
-/// commit with `depth` from after it looks like an idle CPU with nothing
-/// staged, while an event waits in the batch. Here each word is one load.
+/// system call with no promise that a word is read at once, and a read of
+/// `off` from before a commit with `depth` from after it would look like
+/// an idle CPU with nothing staged while an event waits in the batch.
+/// Here each word is one load.
 #[inline(always)]
 pub fn snapshot(cpus: u64) -> i32 {
     let Some(out) = SNAP.get_ptr_mut(0) else {
