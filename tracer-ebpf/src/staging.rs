@@ -253,7 +253,12 @@ pub fn snapshot(cpus: u64) -> i32 {
         }
         .cast::<u8>();
         let snap = if st.is_null() {
-            StageSnap::default()
+            // Unknown (not a CPU number the kernel has): reads as a program
+            // in flight with nothing vouched for, so that CPU is flushed.
+            StageSnap {
+                off_depth: u64::MAX,
+                first_ts: 0,
+            }
         } else {
             // SAFETY: a live per-CPU value of size_of::<Stage>() bytes;
             // both words are 8-byte aligned in it (probes checks).

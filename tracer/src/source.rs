@@ -737,6 +737,13 @@ mod tests {
         assert_eq!(vouched_by_stage(&stage(0, 1, 3 * MS), t0), 3 * MS);
         // A batch started after the read began vouches for the read only.
         assert_eq!(vouched_by_stage(&stage(2, 0, 901 * MS), t0), t0);
+        // What the snapshot writes for a CPU it cannot look up: nothing
+        // vouched for, so the reader flushes it.
+        let unknown = StageSnap {
+            off_depth: u64::MAX,
+            first_ts: 0,
+        };
+        assert_eq!(vouched_by_stage(&unknown, t0), 0);
         // The word splits back into `off` and `depth`.
         let s = stage(3, 2, 0);
         assert_eq!((s.off(), s.depth()), (3 * probes::EVENT_HEADER as u32, 2));
