@@ -378,7 +378,5 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::Stage {}
-    // SAFETY: as above.
     unsafe impl aya::Pod for super::StageSnap {}
 }

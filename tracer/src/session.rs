@@ -232,7 +232,10 @@ impl Session {
         if let Err(e) = program_mut::<RawTracePoint>(&mut ebpf, SNAPSHOT_PROG)
             .and_then(|p| p.load().map_err(|e| error_line(&e)))
         {
-            log::info!("no event-batch snapshot program ({e}): every CPU is flushed every 25 ms");
+            log::info!(
+                "no event-batch snapshot program ({e}): every CPU is flushed every {} ms",
+                crate::source::RELEASE_EVERY.as_millis()
+            );
         }
 
         let started = Instant::now();
