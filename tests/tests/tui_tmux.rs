@@ -56,6 +56,7 @@ fn packet(id: u64, hops: &[(&str, &str, u64)]) -> Timeline {
         complete: true,
         lost_events: false,
         dropped: false,
+        ended_unseen: false,
         start_ns: start,
         wall_start: format!("2025-03-01T10:00:0{id}.000000000Z"),
         total_ns: ts - start,

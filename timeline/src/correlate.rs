@@ -963,6 +963,7 @@ impl Correlator {
         );
         t.id = id;
         t.complete = p.live == 0 && p.ended_at.is_some() && !p.end_unseen;
+        t.ended_unseen = p.end_unseen;
         t.lost_events = p.lost;
         t.dropped = dropped;
         t.start_ns = start;

@@ -61,6 +61,12 @@ pub struct Timeline {
     /// The packet was dropped; the last hop carries the reason.
     #[serde(default)]
     pub dropped: bool,
+    /// Incomplete because the packet was freed where no probe fires: its
+    /// skb address came back with another packet's bytes (TCP's socket
+    /// backlog merges segments and frees them so). Not a timeout, and no
+    /// event was lost; the last hop is the last place it was seen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended_unseen: bool,
     pub start_ns: u64,
     /// RFC 3339 wall-clock time of the first hop.
     pub wall_start: String,
@@ -99,6 +105,9 @@ pub struct Summary {
     pub packets: u64,
     pub complete: u64,
     pub incomplete: u64,
+    /// Of `incomplete`, those that ended unseen (see [`Timeline::ended_unseen`]).
+    #[serde(default)]
+    pub ended_unseen: u64,
     pub dropped: u64,
     pub events: u64,
     pub lost_events: u64,

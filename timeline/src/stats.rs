@@ -48,6 +48,7 @@ pub struct Stats {
     packets: u64,
     complete: u64,
     incomplete: u64,
+    ended_unseen: u64,
     dropped: u64,
     /// Probe name -> index into `probes`: one string hash per hop, then
     /// pairs are keyed by two small integers.
@@ -124,6 +125,7 @@ impl Stats {
             self.complete += 1;
         } else {
             self.incomplete += 1;
+            self.ended_unseen += t.ended_unseen as u64;
         }
         self.dropped += t.dropped as u64;
         let mut prev: Option<(u32, u64)> = None;
@@ -186,6 +188,7 @@ impl Stats {
             packets: self.packets,
             complete: self.complete,
             incomplete: self.incomplete,
+            ended_unseen: self.ended_unseen,
             dropped: self.dropped,
             events: probes.iter().map(|p| p.events).sum(),
             lost_events: probes.iter().map(|p| p.lost).sum(),

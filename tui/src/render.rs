@@ -367,7 +367,13 @@ impl App {
                 tl.wall_start.as_str()
             };
             let info = sfmt!(256; "fingerprint {} │ first hop {} ({} ns) │ {}", tl.fingerprint, wall, tl.start_ns,
-                if tl.complete { "complete" } else { "incomplete: no end of life seen" });
+            if tl.complete {
+                "complete"
+            } else if tl.ended_unseen {
+                "incomplete: freed where no probe fires (its skb came back with a new packet)"
+            } else {
+                "incomplete: no end of life seen"
+            });
             put(buf, inner.x, y, info.as_str(), inner.width, DIM);
             y += 1;
             if y >= bottom {

@@ -45,6 +45,7 @@ fn packet(id: u64, start_ns: u64, hops: &[(&str, &str, u64)]) -> Timeline {
         complete: true,
         lost_events: false,
         dropped: false,
+        ended_unseen: false,
         start_ns,
         wall_start: format!(
             "2025-03-01T10:00:{:02}.{:06}000Z",

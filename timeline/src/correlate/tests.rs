@@ -354,7 +354,7 @@ fn a_silent_packet_times_out_as_incomplete() {
     assert!(c.poll(5000 + 2_000 * MS - 1).is_empty());
     let out = c.poll(5000 + 2_000 * MS);
     assert_eq!(out.len(), 1);
-    assert!(!out[0].complete);
+    assert!(!out[0].complete && !out[0].ended_unseen);
     // Its skb is forgotten: a later event on that address is a new packet.
     c.push(&ev(
         id::TP_CONSUME_SKB,
@@ -543,6 +543,7 @@ fn finish_emits_held_packets_complete_and_open_ones_incomplete() {
     );
     let s = c.summary();
     assert_eq!((s.packets, s.complete, s.incomplete), (2, 1, 1));
+    assert_eq!(s.ended_unseen, 0, "still open at exit is not ended unseen");
     assert_eq!(c.open_packets(), 0);
 }
 
@@ -775,6 +776,9 @@ fn a_match_compares_with_what_the_kernel_tracked_not_the_last_hop() {
     assert_eq!(out.len(), 2, "{out:#?}");
     assert_eq!(probes_of(&out[0]), ["net:netif_rx"]);
     assert!(!out[0].complete);
+    // Told apart from a timeout: the address came back with a new packet.
+    assert!(out[0].ended_unseen);
+    assert!(!out[1].ended_unseen);
     assert_eq!(
         probes_of(&out[1]),
         ["net:net_dev_queue", "net:netif_rx", "skb:consume_skb"]
@@ -850,8 +854,10 @@ fn the_next_ack_in_a_reused_skb_that_reaches_dev_only_as_a_copy_is_a_new_packet(
         probes_of(&out[0]),
         ["net:netif_rx", "net:netif_receive_skb"]
     );
-    assert!(!out[0].complete);
+    assert!(!out[0].complete && out[0].ended_unseen);
     assert!(out[1].summary.contains("ack 70000"), "{}", out[1].summary);
+    let s = c.summary();
+    assert_eq!((s.incomplete, s.ended_unseen), (1, 1));
     assert_eq!(out[1].hops.len(), 5);
 }
 

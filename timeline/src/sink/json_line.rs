@@ -28,6 +28,9 @@ pub fn write_timeline(out: &mut Vec<u8>, t: &Timeline, data: bool) {
     boolean(out, t.lost_events);
     out.extend_from_slice(b",\"dropped\":");
     boolean(out, t.dropped);
+    if t.ended_unseen {
+        out.extend_from_slice(b",\"ended_unseen\":true");
+    }
     out.extend_from_slice(b",\"start_ns\":");
     int(out, t.start_ns);
     out.extend_from_slice(b",\"wall_start\":");
@@ -199,6 +202,7 @@ mod tests {
             complete: true,
             lost_events: false,
             dropped: true,
+            ended_unseen: false,
             start_ns: 1_000_000_123,
             wall_start: "2026-11-22T12:00:00.000000123Z".into(),
             total_ns: u64::MAX,
@@ -223,6 +227,15 @@ mod tests {
         assert_eq!(
             fast_line(&Timeline::default(), true),
             serde_line(&Timeline::default())
+        );
+        let unseen = Timeline {
+            complete: false,
+            ended_unseen: true,
+            ..sample()
+        };
+        assert_eq!(fast_line(&unseen, true), serde_line(&unseen));
+        assert!(
+            fast_line(&unseen, true).contains(r#""dropped":true,"ended_unseen":true,"start_ns""#)
         );
     }
 

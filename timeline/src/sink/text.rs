@@ -45,7 +45,9 @@ pub fn render_timeline(t: &Timeline, netns_names: &HashMap<u32, String>) -> Stri
     let mut s = String::with_capacity(96 * (t.hops.len() + 1));
     let _ = write!(s, "#{} {}  total ", t.id, t.summary);
     write_duration(&mut s, t.total_ns);
-    if !t.complete {
+    if t.ended_unseen {
+        s.push_str("  [incomplete: freed unseen]");
+    } else if !t.complete {
         s.push_str("  [incomplete]");
     }
     if t.dropped {
@@ -116,11 +118,20 @@ fn render_hop(s: &mut String, h: &Hop, netns_names: &HashMap<u32, String>) {
 /// The end-of-trace summary, ending with a newline.
 pub fn render_summary(sum: &Summary) -> String {
     let mut s = String::new();
-    let _ = writeln!(
+    let _ = write!(
         s,
         "{} packets ({} complete, {} incomplete, {} dropped), {} events, {} lost events",
         sum.packets, sum.complete, sum.incomplete, sum.dropped, sum.events, sum.lost_events
     );
+    if sum.ended_unseen > 0 {
+        // Without this a user reads these as losses or timeouts.
+        let _ = write!(
+            s,
+            "\n  {} of the incomplete were freed where no probe fires (their skb came back with a new packet), e.g. merged in a TCP socket's backlog",
+            sum.ended_unseen
+        );
+    }
+    s.push('\n');
     if !sum.probes.is_empty() {
         let _ = writeln!(
             s,
@@ -242,5 +253,31 @@ mod tests {
             s,
             "#9 no data captured  total 0ns\n  +0ns      ip_output                 kprobe      -                    cpu 0   -:7\n"
         );
+    }
+
+    #[test]
+    fn a_packet_freed_unseen_says_so_and_the_summary_counts_it() {
+        let t = Timeline {
+            id: 3,
+            summary: "TCP".into(),
+            ended_unseen: true,
+            ..Default::default()
+        };
+        let s = render_timeline(&t, &HashMap::new());
+        assert_eq!(s, "#3 TCP  total 0ns  [incomplete: freed unseen]\n");
+        let sum = Summary {
+            packets: 10,
+            complete: 7,
+            incomplete: 3,
+            ended_unseen: 2,
+            ..Default::default()
+        };
+        let out = render_summary(&sum);
+        assert!(
+            out.starts_with("10 packets (7 complete, 3 incomplete, 0 dropped), 0 events, 0 lost events\n  2 of the incomplete were freed where no probe fires"),
+            "{out}"
+        );
+        let none = render_summary(&Summary::default());
+        assert!(!none.contains("freed"), "{none}");
     }
 }

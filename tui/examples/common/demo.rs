@@ -60,6 +60,7 @@ pub fn demo(i: u64) -> Timeline {
         complete: i % 11 != 5,
         lost_events: false,
         dropped,
+        ended_unseen: false,
         start_ns: start,
         wall_start: format!(
             "2025-03-01T10:00:{:02}.{:06}000Z",
