@@ -165,7 +165,12 @@ pub fn resolve(dev: &str, netns: Option<&str>) -> Result<Target, TargetError> {
 /// Inode -> name for every namespace in /run/netns (for display).
 pub fn netns_name_map() -> std::collections::HashMap<u32, String> {
     let mut m = std::collections::HashMap::new();
-    if let Some(i) = inode_of(Path::new("/proc/1/ns/net")) {
+    // PID 1's namespace can be closed to us (EACCES in some sandboxes,
+    // root or not); ours is then the best guess, as the banner's "host" is.
+    // A name from /run/netns still wins below.
+    if let Some(i) =
+        inode_of(Path::new("/proc/1/ns/net")).or_else(|| inode_of(Path::new("/proc/self/ns/net")))
+    {
         m.insert(i as u32, "host".to_string());
     }
     for n in netns_names() {
@@ -188,6 +193,15 @@ mod tests {
             t.netns_inode as u64,
             inode_of(Path::new("/proc/self/ns/net")).unwrap()
         );
+    }
+
+    #[test]
+    fn the_namespace_we_run_in_has_a_name_to_show() {
+        // Hops there were shown as a bare inode where /proc/1/ns/net is
+        // closed to us (this project's CI machine).
+        let ino = inode_of(Path::new("/proc/self/ns/net")).unwrap() as u32;
+        let names = netns_name_map();
+        assert!(names.contains_key(&ino), "{names:?}");
     }
 
     #[test]
