@@ -7,7 +7,7 @@
 pub mod fingerprint;
 
 /// Bumped on any change to [`Event`] or [`Config`].
-pub const EVENT_VERSION: u16 = 3;
+pub const EVENT_VERSION: u16 = 4;
 
 /// Bytes of packet data copied into each event (from the L2 header when the
 /// skb has one, else from the L3 header).
@@ -206,7 +206,25 @@ pub struct Config {
     /// Non-zero: every event carries its packet bytes (a pcapng wants
     /// each hop's); otherwise see [`flags::ELIDED`].
     pub every_hop_bytes: u32,
+    /// Follow one packet in this many, see [`sampled`]; 0 or 1: all.
+    pub sample_every: u32,
     pub offsets: Offsets,
+}
+
+/// Whether `--sample N` follows the packet with fingerprint `fp`: one in
+/// `every`, chosen by a hash of the fingerprint, so a copy of a followed
+/// packet (same bytes, same fingerprint) is followed too and its timeline
+/// stays whole. Packets without a fingerprint (not IP) are always
+/// followed: they are few, and nothing else could choose them consistently.
+#[inline(always)]
+pub fn sampled(fp: u64, every: u32) -> bool {
+    if every <= 1 || fp == 0 {
+        return true;
+    }
+    // The fingerprint's last step is a multiply, which leaves its low bits
+    // weak: mix the high bits down before taking the remainder.
+    let x = (fp ^ (fp >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (x >> 32).is_multiple_of(every as u64)
 }
 
 /// The stages of the skb programs, in order, for [`Config::stop_after`].
@@ -360,7 +378,7 @@ pub struct ProbeStats {
 // Layout checks: a change here must bump EVENT_VERSION.
 const _: () = assert!(core::mem::size_of::<Event>() == 112 + CAPTURE_LEN);
 const _: () = assert!(core::mem::size_of::<Event>().is_multiple_of(8));
-const _: () = assert!(core::mem::size_of::<Config>() == 24 + 64);
+const _: () = assert!(core::mem::size_of::<Config>() == 28 + 64);
 const _: () = assert!(core::mem::size_of::<ProbeStats>() == 24);
 // `off` and `depth` share the first 8 bytes, which a map read copies at once.
 const _: () = assert!(core::mem::offset_of!(Stage, depth) == 4);
@@ -379,4 +397,28 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::StageSnap {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_keeps_about_one_in_n_and_always_the_unfingerprinted() {
+        assert!(sampled(0, 7), "no fingerprint: always followed");
+        assert!((1..1000u64).all(|fp| sampled(fp, 0) && sampled(fp, 1)));
+        // Real fingerprints of one flow's packets: only the IP id differs,
+        // which is where a weak low-bit choice would show.
+        for n in [2u32, 4, 10, 100] {
+            let kept = (0..20_000u32)
+                .map(|id| fingerprint::ipv4(0x0a00_0001, 0x0a00_0002, 6, id as u16, 60, [1, 2, 3]))
+                .filter(|&fp| sampled(fp, n))
+                .count();
+            let want = 20_000 / n as usize;
+            assert!(
+                kept > want * 8 / 10 && kept < want * 12 / 10,
+                "1 in {n}: kept {kept} of 20000"
+            );
+        }
+    }
 }

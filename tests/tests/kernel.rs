@@ -995,6 +995,62 @@ fn follow_two_netns_one_timeline_per_ping() {
     );
 }
 
+#[test]
+fn follow_sample_keeps_one_packet_in_n_by_fingerprint_and_each_whole() {
+    if !require_root("follow_sample_keeps_one_packet_in_n_by_fingerprint_and_each_whole") {
+        return;
+    }
+    let topo = TwoNs::new("215.0");
+    let (recs, stderr) = follow_records(
+        &[
+            "--dev",
+            &topo.veth.a,
+            "--netns",
+            &topo.ns1.name,
+            "--sample",
+            "4",
+        ],
+        || {
+            topo.ns1
+                .run("ping", &["-c", "40", "-i", "0.02", "-W", "2", &topo.ip2]);
+        },
+    );
+    assert!(stderr.contains("one in 4"), "the banner says so: {stderr}");
+    let req = timelines_matching(
+        &recs,
+        &format!("ICMP {} > {} echo-request", topo.ip1, topo.ip2),
+    );
+    // About 10 of 40; all 40 or none would mean no sampling (or no trace).
+    assert!(
+        !req.is_empty() && req.len() <= 25,
+        "{} of 40 requests followed with --sample 4: {recs:#?}",
+        req.len()
+    );
+    for t in recs.iter().filter(|r| r["type"] == "timeline") {
+        let fp = u64::from_str_radix(
+            t["fingerprint"].as_str().unwrap().trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        assert!(
+            probes::sampled(fp, 4),
+            "a packet the sample leaves out was followed: {t}"
+        );
+    }
+    // The chosen ones are followed all the way, as without --sample.
+    for t in &req {
+        assert_consistent(t);
+        assert_eq!(t["complete"], true, "{t}");
+        assert!(
+            hops(t)
+                .iter()
+                .any(|x| x["dev"] == topo.veth.b.as_str() && x["netns"] == topo.ns2.inode()),
+            "reaches {} in the other netns: {t}",
+            topo.veth.b
+        );
+    }
+}
+
 /// `N probe points attached` from follow's start line.
 fn attached_points(stderr: &str) -> u64 {
     let line = stderr

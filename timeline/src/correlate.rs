@@ -91,6 +91,12 @@ pub struct CorrelatorConfig {
     /// Probe id -> name; kernel probes are named by default, uprobes are
     /// added by the caller.
     pub probe_names: ProbeNames,
+    /// Emit only packets with a [`flags::MATCH`] event, i.e. seen where the
+    /// filter chose them. For `--sample`: an skb address freed where no probe
+    /// looks can carry a packet the sample leaves out for a few hops before
+    /// it reaches DEV (where the kernel stops following it); those hops make
+    /// no packet of their own.
+    pub matched_only: bool,
 }
 
 impl Default for CorrelatorConfig {
@@ -101,6 +107,7 @@ impl Default for CorrelatorConfig {
             mono_to_realtime_ns: 0,
             drop_reasons: HashMap::new(),
             probe_names: ProbeNames::default(),
+            matched_only: false,
         }
     }
 }
@@ -850,9 +857,11 @@ impl Correlator {
             for fp in &p.fps {
                 remove_if(&mut self.fps, *fp, |&pkt| pkt == id);
             }
-            self.build(p.id, &mut p, &mut t);
-            self.stats.record_ids(&t, |i| p.events[i].probe);
-            f(&t);
+            if !self.cfg.matched_only || p.events.iter().any(|e| e.flags & flags::MATCH != 0) {
+                self.build(p.id, &mut p, &mut t);
+                self.stats.record_ids(&t, |i| p.events[i].probe);
+                f(&t);
+            }
             // Keep the buffers: a packet's hop list is kilobytes, and
             // allocating it afresh per packet costs more than the rest of
             // the per-packet work.

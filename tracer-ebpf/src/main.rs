@@ -35,6 +35,7 @@ static CONFIG: Config = Config {
     wake_all_bytes: 0,
     stop_after: 0,
     every_hop_bytes: 0,
+    sample_every: 0,
     offsets: Offsets {
         skb_len: 0,
         skb_data: 0,
@@ -625,8 +626,11 @@ fn name16(base: u64, off: u32) -> [u8; 16] {
 fn follow(fp: u64, s: &Skb, extra: u8) -> Option<u8> {
     let mut fl = extra;
     let skb = s.addr;
-    let matched = cfg!(filter_enabled) == 0
+    let on_dev = cfg!(filter_enabled) == 0
         || (s.ifindex == cfg!(filter_ifindex) && s.netns == cfg!(filter_netns));
+    // `--sample N`: a packet first seen on DEV starts a track only if its
+    // fingerprint is chosen; the others cost no more than this decision.
+    let matched = on_dev && probes::sampled(fp, cfg!(sample_every));
     match tracked::skb_get(skb) {
         None => {
             if matched {
@@ -652,6 +656,11 @@ fn follow(fp: u64, s: &Skb, extra: u8) -> Option<u8> {
                 fl |= flags::MATCH;
                 tracked::fp_insert(fp);
                 tracked::skb_insert(skb, fp);
+            } else if on_dev && fp != 0 && fp != old_fp {
+                // A new packet at a followed address, one the sample leaves
+                // out: the address is not followed any more.
+                tracked::skb_remove(skb);
+                return None;
             } else if fp != 0 && fp == old_fp {
                 // The bytes the address was followed with: the event that
                 // recorded them carried them (the None arm, or MATCH here).

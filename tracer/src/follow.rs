@@ -40,6 +40,8 @@ pub struct FollowOptions {
     pub snaplen: u32,
     /// Every event carries its packet bytes (also whenever `pcap` is set).
     pub every_hop_bytes: bool,
+    /// Follow one packet in this many (`--sample`); 1: all.
+    pub sample_every: u32,
     /// Live TUI: timelines and status go here instead of stdout.
     pub tui: Option<Sender<tui::Input>>,
     /// Set by the TUI when the user quits.
@@ -176,6 +178,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         probes: opts.probes.clone(),
         // A pcapng has a packet block per hop, each with that hop's bytes.
         every_hop_bytes: opts.every_hop_bytes || opts.pcap.is_some(),
+        sample_every: opts.sample_every,
     })?;
     let uprobes = crate::uprobes::start(
         &mut session,
@@ -198,6 +201,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         } else {
             crate::uprobes::USER_JOIN_WINDOW_NS
         },
+        matched_only: opts.sample_every > 1,
         ..CorrelatorConfig::default()
     };
     let corr = RefCell::new(Correlator::new(cfg));
@@ -216,8 +220,16 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
     let rt = crate::runtime()?;
     let stops = Stops::catch(&rt, opts.duration)?;
     if opts.tui.is_none() {
+        let sample = if opts.sample_every > 1 {
+            format!(
+                " one in {}, chosen by fingerprint (--sample);",
+                opts.sample_every
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "skbtrace: following packets first seen on {} (ifindex {}, netns {}); {} probe points attached. Ctrl-C to stop.",
+            "skbtrace: following packets first seen on {} (ifindex {}, netns {});{sample} {} probe points attached. Ctrl-C to stop.",
             opts.target.dev,
             opts.target.ifindex,
             opts.target.netns_label,

@@ -113,6 +113,8 @@ pub struct SessionOptions {
     pub probes: crate::select::Selection,
     /// Every event carries its packet bytes (see `probes::flags::ELIDED`).
     pub every_hop_bytes: bool,
+    /// Follow one packet in this many (`probes::sampled`); 1: all.
+    pub sample_every: u32,
 }
 
 pub struct Session {
@@ -215,6 +217,7 @@ impl Session {
             wake_all_bytes: opts.ring_bytes / 4,
             stop_after,
             every_hop_bytes: opts.every_hop_bytes as u32,
+            sample_every: opts.sample_every,
             offsets,
         };
         let mut ebpf = EbpfLoader::new()

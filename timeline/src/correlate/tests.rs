@@ -945,3 +945,41 @@ fn hops_whose_bytes_were_elided_stay_in_the_timeline_without_bytes() {
         assert!(h.data.is_empty() && !h.l2, "{h:?}");
     }
 }
+
+#[test]
+fn with_matched_only_hops_of_a_packet_never_seen_on_the_device_make_no_timeline() {
+    // `--sample`: a followed ping ends unseen; its address carries an
+    // unsampled packet for two hops before DEV, where the kernel stops
+    // following it. Those two hops are not a packet of the trace.
+    let run = |matched_only: bool| {
+        let mut c = Correlator::new(CorrelatorConfig {
+            matched_only,
+            ..cfg()
+        });
+        let other = frame::udp4([10, 0, 3, 1], [10, 0, 4, 1], 53, 53, 20);
+        c.push(&ev(
+            id::TP_NETIF_RX,
+            fl::MATCH,
+            1000,
+            0xa000,
+            0xb000,
+            &ping(1),
+        ));
+        c.push(&ev(id::TP_NET_DEV_QUEUE, 0, 9000, 0xa000, 0xc000, &other));
+        c.push(&ev(
+            id::TP_NET_DEV_START_XMIT,
+            0,
+            9500,
+            0xa000,
+            0xc000,
+            &other,
+        ));
+        let out = c.finish();
+        (
+            out.iter().map(|t| t.hops.len()).collect::<Vec<_>>(),
+            c.summary().packets,
+        )
+    };
+    assert_eq!(run(false), (vec![1, 2], 2));
+    assert_eq!(run(true), (vec![1], 1));
+}
