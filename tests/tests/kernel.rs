@@ -1016,6 +1016,8 @@ fn follow_sample_keeps_one_packet_in_n_by_fingerprint_and_each_whole() {
         },
     );
     assert!(stderr.contains("one in 4"), "the banner says so: {stderr}");
+    let summary = recs.last().unwrap();
+    assert_eq!(summary["sample"], 4, "and the summary: {summary}");
     let req = timelines_matching(
         &recs,
         &format!("ICMP {} > {} echo-request", topo.ip1, topo.ip2),

@@ -111,6 +111,9 @@ pub struct Summary {
     pub dropped: u64,
     pub events: u64,
     pub lost_events: u64,
+    /// `--sample N`: one packet in N was followed (absent: every packet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<u32>,
     pub probes: Vec<ProbeCount>,
     pub hop_pairs: Vec<HopPairStats>,
 }

@@ -192,6 +192,7 @@ impl Stats {
             dropped: self.dropped,
             events: probes.iter().map(|p| p.events).sum(),
             lost_events: probes.iter().map(|p| p.lost).sum(),
+            sample: None,
             probes,
             hop_pairs: self.hop_pairs(),
         }

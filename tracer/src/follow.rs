@@ -350,7 +350,8 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
             c.note_lost(id, s.lost);
         }
     }
-    let summary = corr.borrow().summary();
+    let mut summary = corr.borrow().summary();
+    summary.sample = (opts.sample_every > 1).then_some(opts.sample_every);
     sinks
         .borrow_mut()
         .finish(&summary)

@@ -123,6 +123,9 @@ pub fn render_summary(sum: &Summary) -> String {
         "{} packets ({} complete, {} incomplete, {} dropped), {} events, {} lost events",
         sum.packets, sum.complete, sum.incomplete, sum.dropped, sum.events, sum.lost_events
     );
+    if let Some(n) = sum.sample {
+        let _ = write!(s, "\n  one packet in {n} followed (--sample {n})");
+    }
     if sum.ended_unseen > 0 {
         // Without this a user reads these as losses or timeouts.
         let _ = write!(
@@ -279,5 +282,14 @@ mod tests {
         );
         let none = render_summary(&Summary::default());
         assert!(!none.contains("freed"), "{none}");
+        assert!(!none.contains("--sample"), "{none}");
+        let sampled = render_summary(&Summary {
+            sample: Some(10),
+            ..Default::default()
+        });
+        assert!(
+            sampled.contains("\n  one packet in 10 followed (--sample 10)"),
+            "{sampled}"
+        );
     }
 }
