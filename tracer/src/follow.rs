@@ -331,7 +331,11 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
                     events_per_sec: rate,
                     lost_per_probe: lost_per_probe.clone(),
                     probes: probes_attached.clone(),
-                    source: format!("live: {}", opts.target.dev),
+                    source: if opts.sample_every > 1 {
+                        format!("live: {}, 1 in {}", opts.target.dev, opts.sample_every)
+                    } else {
+                        format!("live: {}", opts.target.dev)
+                    },
                 }));
             }
             if enough() {
