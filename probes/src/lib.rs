@@ -360,6 +360,7 @@ impl StageSnap {
 pub const STAGE_FIRST_TS: usize =
     core::mem::offset_of!(Stage, buf) + core::mem::offset_of!(Event, ts_ns);
 const _: () = assert!(STAGE_FIRST_TS.is_multiple_of(8));
+// `off` and `depth` share the first 8 bytes, which the snapshot loads at once.
 const _: () = assert!(core::mem::offset_of!(Stage, off) == 0);
 const _: () = assert!(core::mem::offset_of!(Stage, depth) == 4);
 
@@ -380,8 +381,6 @@ const _: () = assert!(core::mem::size_of::<Event>() == 112 + CAPTURE_LEN);
 const _: () = assert!(core::mem::size_of::<Event>().is_multiple_of(8));
 const _: () = assert!(core::mem::size_of::<Config>() == 28 + 64);
 const _: () = assert!(core::mem::size_of::<ProbeStats>() == 24);
-// `off` and `depth` share the first 8 bytes, which a map read copies at once.
-const _: () = assert!(core::mem::offset_of!(Stage, depth) == 4);
 const _: () = assert!(core::mem::offset_of!(Stage, buf).is_multiple_of(8));
 const _: () = assert!(EVENT_HEADER == 112);
 const _: () = assert!(wire_len(CAPTURE_LEN) == Event::SIZE);

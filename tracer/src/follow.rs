@@ -254,6 +254,11 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
     };
     let enough =
         || sink_error.borrow().is_some() || opts.count.is_some_and(|c| *complete.borrow() >= c);
+    let tui_source = if opts.sample_every > 1 {
+        format!("live: {}, 1 in {}", opts.target.dev, opts.sample_every)
+    } else {
+        format!("live: {}", opts.target.dev)
+    };
     let mut last_status = Instant::now();
     let mut last_events = 0u64;
     let mut last_stats = Instant::now();
@@ -331,11 +336,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
                     events_per_sec: rate,
                     lost_per_probe: lost_per_probe.clone(),
                     probes: probes_attached.clone(),
-                    source: if opts.sample_every > 1 {
-                        format!("live: {}, 1 in {}", opts.target.dev, opts.sample_every)
-                    } else {
-                        format!("live: {}", opts.target.dev)
-                    },
+                    source: tui_source.clone(),
                 }));
             }
             if enough() {

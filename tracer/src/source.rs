@@ -649,7 +649,6 @@ pub async fn drain(
                         now.saturating_sub(at) as f64 / 1e9
                     )
                 };
-
                 if !warned_unconfirmed {
                     warned_unconfirmed = true;
                     log::warn!(
