@@ -12,6 +12,7 @@
 #   SKB_A=PATH SKB_B=PATH   the skbtrace binaries (default: this tree's release build)
 #   ARGS_A="..." ARGS_B="..."  extra follow options per side
 #   ENV_A="K=V ..." ENV_B="K=V ..."  environment per side (e.g. SKBTRACE_STOP_AFTER=entry)
+#   IPERF_AFFINITY=0,0 SKB_CPUS=1   iperf3 on CPU 0, skbtrace on CPU 1 (as bench/trace.sh's SPARE_CPU=1)
 # Example: an experiment build against main, same options:
 #   sudo SKB_A=target/release/skbtrace SKB_B=/tmp/exp/skbtrace bench/ab.sh 12 4
 set -euo pipefail
@@ -45,8 +46,8 @@ veth_pair_up
 # Like follow_start (bench/lib), with a binary and an environment per side.
 run_side() { # run_side BINARY "ENV" "ARGS": sets G to the Gbit/s
     local bin=$1 envs=$2 args=$3
-    # shellcheck disable=SC2086
-    env $envs "$bin" follow --dev "$A" --netns "$NS1" --json "$TMP/out.json" $args \
+    # shellcheck disable=SC2086,SC2046
+    env $envs $(skb_cmd) "$bin" follow --dev "$A" --netns "$NS1" --json "$TMP/out.json" $args \
         >/dev/null 2>"$TMP/follow.err" &
     SKB_PID=$!
     for _ in $(seq 100); do grep -q "following packets" "$TMP/follow.err" && break; sleep 0.1; done

@@ -7,7 +7,10 @@
 # written to the ring 16 events at a time (and the reader then decodes,
 # correlates and writes JSON). SKBTRACE_STOP_AFTER=STAGE makes them stop
 # after one stage (`decode`: the programs do everything and the reader only
-# decodes each event), so each run here adds one stage to the last:
+# decodes each event), so each run here adds one stage to the last. Last,
+# `stamp`, a yardstick rather than a stage: programs that only timestamp
+# each skb and write a header-only event, and a reader that only decodes,
+# the least that recording every hop can cost:
 #   1. per stage, kernel.bpf_stats: ns per program run and the programs'
 #      share of a CPU, and skbtrace's own CPU (the reader);
 #   2. per stage, iperf3 TCP throughput between two netns over a veth pair
@@ -27,7 +30,7 @@ for t in ip iperf3 bpftool python3; do
 done
 cargo build --release --bins -p tracer >/dev/null
 SKB=target/release/skbtrace
-STAGES="entry locate fingerprint follow reserve fill decode full"
+STAGES="entry locate fingerprint follow reserve fill decode full stamp"
 NS1=skbstage1-$$; NS2=skbstage2-$$; A=sbsa$$; B=sbsb$$
 TMP=$(mktemp -d)
 NET=10.233.0

@@ -20,7 +20,18 @@
 #   SKB=PATH follows with that skbtrace binary (e.g. an experiment build).
 #   IPERF_AFFINITY=C,S pins iperf3's client and server (iperf3 -A): 0,0
 #   takes the scheduler's placement out of the comparison (HISTORY.md).
+#   SPARE_CPU=1 runs iperf3's two ends on CPU 0 and skbtrace's process on
+#   the other CPUs (taskset): the traced workload keeps every cost the
+#   programs add to its packets (they run on CPU 0, in its context), while
+#   the reader has a CPU of its own, as on a machine with a core to spare.
+#   Without it, on 2 vCPUs, iperf3 uses both and the reader takes its CPU
+#   time from them (README: "Where the traced TCP throughput goes").
 set -euo pipefail
+if [ -n "${SPARE_CPU:-}" ]; then
+    n=$(nproc)
+    [ "$n" -ge 2 ] || { echo "SPARE_CPU=1 needs 2 CPUs or more" >&2; exit 2; }
+    export IPERF_AFFINITY=0,0 SKB_CPUS="1-$((n - 1))"
+fi
 ONLY=${ONLY:-}
 unset SKBTRACE_STOP_AFTER # a stages.sh setting: this bench measures the whole pipeline
 FOLLOW_ARGS=${FOLLOW_ARGS:-}
@@ -55,7 +66,8 @@ cores() { # cores TICKS_BEFORE TICKS_AFTER: average cores over one iperf3 run
     python3 -c "print(round(($2 - $1) / $(getconf CLK_TCK) / $SECS, 2))"
 }
 spin_gbps() { # iperf3 beside a nice-19 busy loop; prints "Gbit/s cores-it-got"
-    nice -n 19 sh -c 'while :; do :; done' &
+    # shellcheck disable=SC2046 # where skbtrace would run (SPARE_CPU)
+    $(skb_cmd) nice -n 19 sh -c 'while :; do :; done' &
     SPIN_PID=$!
     local t0 g
     t0=$(cpu_ticks "$SPIN_PID")
@@ -69,7 +81,7 @@ summary_field() { # summary_field JSONFILE FIELD
 
 FEW=net:net_dev_start_xmit,net:netif_receive_skb
 if [ -z "$ONLY" ] || [ "$ONLY" = 1 ]; then
-echo "== 1. iperf3 TCP over a veth pair, ${SECS}s per run, $ROUNDS round(s)"
+echo "== 1. iperf3 TCP over a veth pair, ${SECS}s per run, $ROUNDS round(s)${SKB_CPUS:+ (iperf3 on CPU 0, skbtrace on CPUs $SKB_CPUS)}"
 RATIOS=""
 for r in $(seq "$ROUNDS"); do
     base1=$(tcp_gbps)

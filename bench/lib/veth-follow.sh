@@ -30,12 +30,19 @@ tcp_gbps() {
         | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 3))'
 }
 
+# The command that starts skbtrace: SKB_CPUS=LIST (taskset -c) keeps it
+# on those CPUs; taskset execs it, so $! is skbtrace's own PID.
+skb_cmd() {
+    if [ -n "${SKB_CPUS:-}" ]; then echo "taskset -c $SKB_CPUS"; fi
+}
+
 # Starts `$SKB follow` on A in NS1 in the background, writing JSON to $1
 # (more follow options after it), and waits for its ready line; sets
 # SKB_PID. Variables exported by the caller reach skbtrace.
 follow_start() {
     local out=$1; shift
-    "$SKB" follow --dev "$A" --netns "$NS1" --json "$out" "$@" >/dev/null 2>"$TMP/follow.err" &
+    # shellcheck disable=SC2046 # skb_cmd is a command and its arguments
+    $(skb_cmd) "$SKB" follow --dev "$A" --netns "$NS1" --json "$out" "$@" >/dev/null 2>"$TMP/follow.err" &
     SKB_PID=$!
     for _ in $(seq 100); do grep -q "following packets" "$TMP/follow.err" && return; sleep 0.1; done
     echo "skbtrace did not start:"; cat "$TMP/follow.err"; exit 1

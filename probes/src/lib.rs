@@ -245,9 +245,16 @@ pub mod stage {
     /// Not a kernel stage: the programs do all their work, and the reader
     /// decodes each event and drops it (no correlation, no output).
     pub const DECODE: u32 = 7;
+    /// Not one of the stages above: a yardstick. The programs do nothing but
+    /// timestamp every skb they see and write a header-only event (probe,
+    /// skb address) through the batches and the ring, and the reader only
+    /// decodes: what recording every hop costs at the least, with no
+    /// header reads, fingerprint, follow decision or correlation.
+    pub const STAMP: u32 = 8;
 
-    /// Names as `SKBTRACE_STOP_AFTER` takes them, in stage order.
-    pub const NAMES: [(&str, u32); 7] = [
+    /// Names as `SKBTRACE_STOP_AFTER` takes them, in stage order, then the
+    /// yardstick.
+    pub const NAMES: [(&str, u32); 8] = [
         ("entry", ENTRY),
         ("locate", LOCATE),
         ("fingerprint", FINGERPRINT),
@@ -255,6 +262,7 @@ pub mod stage {
         ("reserve", RESERVE),
         ("fill", FILL),
         ("decode", DECODE),
+        ("stamp", STAMP),
     ];
 }
 

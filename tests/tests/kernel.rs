@@ -1053,6 +1053,90 @@ fn follow_sample_keeps_one_packet_in_n_by_fingerprint_and_each_whole() {
     }
 }
 
+/// The settings the benchmarks rest on (bench/stages.sh, bench/ab.sh): with
+/// each `SKBTRACE_STOP_AFTER` stage the programs load (each is a program
+/// variant the verifier checks anew), follow makes no timelines, and events
+/// reach the ring only from the settings that write them: `decode` (all
+/// the kernel's work) and the `stamp` yardstick (a timestamp per skb).
+#[test]
+fn benchmark_stages_load_and_write_events_only_where_they_should() {
+    if !require_root("benchmark_stages_load_and_write_events_only_where_they_should") {
+        return;
+    }
+    let topo = TwoNs::new("229.0");
+    let names = probes::stage::NAMES.map(|(n, _)| n);
+    assert!(names.contains(&"stamp"), "{names:?}");
+    for stage in names {
+        let mut t = start_env(
+            &[
+                "follow",
+                "--json",
+                "-",
+                "--timeout",
+                "1s",
+                "--dev",
+                &topo.veth.a,
+                "--netns",
+                &topo.ns1.name,
+            ],
+            &[("SKBTRACE_STOP_AFTER", stage)],
+            READY,
+            ready_timeout(),
+        );
+        topo.ns1
+            .run("ping", &["-c", "5", "-i", "0.05", "-W", "2", &topo.ip2]);
+        std::thread::sleep(Duration::from_millis(500));
+        let f = t.stop(Signal::SIGINT);
+        assert!(
+            f.status.success(),
+            "{stage}: follow exited {}:\n{}",
+            f.status,
+            f.stderr
+        );
+        assert!(
+            f.stderr
+                .contains(&format!("SKBTRACE_STOP_AFTER={stage}: a benchmark setting")),
+            "{stage}: the warning says what the setting does: {}",
+            f.stderr
+        );
+        let recs = json_lines(&f.stdout);
+        assert!(
+            !recs.iter().any(|r| r["type"] == "timeline"),
+            "{stage}: no timelines are made: {recs:#?}"
+        );
+        let summary = recs.last().expect("a summary line");
+        assert_eq!(summary["type"], "summary", "{stage}: {}", f.stdout);
+        // "the programs ran R times and wrote W events; the reader decoded D"
+        let counts: Vec<u64> = f
+            .stderr
+            .lines()
+            .find(|l| l.contains("the programs ran"))
+            .unwrap_or_else(|| panic!("{stage}: no counts on exit: {}", f.stderr))
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let &[runs, written, decoded] = counts.as_slice() else {
+            panic!("{stage}: {counts:?} in {}", f.stderr)
+        };
+        // 5 requests and 5 replies, each at several points.
+        assert!(runs >= 10, "{stage}: the programs ran: {}", f.stderr);
+        if stage == "decode" || stage == "stamp" {
+            assert!(
+                written >= 10 && decoded == written,
+                "{stage}: the programs write events and the reader decodes each: {}",
+                f.stderr
+            );
+        } else {
+            assert_eq!(
+                (written, decoded),
+                (0, 0),
+                "{stage}: nothing reaches the ring: {}",
+                f.stderr
+            );
+        }
+    }
+}
+
 /// `N probe points attached` from follow's start line.
 fn attached_points(stderr: &str) -> u64 {
     let line = stderr

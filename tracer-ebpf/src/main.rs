@@ -473,6 +473,10 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
     if stopped_after(stage::ENTRY) {
         return;
     }
+    if stopped_after(stage::STAMP) {
+        stamp_only(skb, probe, meth, extra);
+        return;
+    }
     let Some(mut s) = locate::<BTF>(skb) else {
         return;
     };
@@ -606,6 +610,28 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
     if stopped_after(stage::FILL) {
         staging::abandon(slot);
         return;
+    }
+    staging::commit(slot, probe);
+}
+
+/// `SKBTRACE_STOP_AFTER=stamp` (see `stage::STAMP`): a timestamp and the
+/// skb's address, written as a header-only event; the other header fields
+/// keep whatever the batch slot held (the reader only decodes).
+#[inline(always)]
+fn stamp_only(skb: u64, probe: u16, meth: u8, extra: u8) {
+    let Some(slot) = staging::begin() else {
+        bump(probe, |s| s.lost += 1);
+        return;
+    };
+    let ev = slot.ev;
+    // SAFETY: `ev` is this CPU's staging slot, owned until commit.
+    unsafe {
+        (*ev).version = EVENT_VERSION;
+        (*ev).probe = probe;
+        (*ev).method = meth;
+        (*ev).flags = extra;
+        (*ev).skb = skb;
+        (*ev).cap_len = 0;
     }
     staging::commit(slot, probe);
 }

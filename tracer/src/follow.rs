@@ -237,9 +237,14 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
         );
     }
 
-    let decode_only = session.stop_after == probes::stage::DECODE;
+    let decode_only = matches!(
+        session.stop_after,
+        probes::stage::DECODE | probes::stage::STAMP
+    );
     let complete = RefCell::new(0u64);
     let mut bad = 0u64;
+    // Events the reader only decoded (SKBTRACE_STOP_AFTER=decode|stamp).
+    let mut decoded = 0u64;
     let sink_error: RefCell<Option<std::io::Error>> = RefCell::new(None);
     // Sinks see timelines by reference (poll_each): no copy per packet.
     let emit_one = |t: &Timeline| {
@@ -279,6 +284,7 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
                 // The reader's share of the cost, for bench/stages.sh.
                 Ok(ev) if decode_only => {
                     std::hint::black_box(&ev);
+                    decoded += 1;
                 }
                 Ok(ev) => corr.borrow_mut().push(&ev),
                 Err(e) => {
@@ -349,6 +355,20 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
 
     // Whatever is still open ends here, as incomplete.
     corr.borrow_mut().finish_each(emit_one);
+    if session.stop_after != 0 {
+        // What a stage run did, since it makes no timelines to count.
+        let (runs, written) = session.stats().map_or((0, 0), |st| {
+            st.iter()
+                .fold((0, 0), |(r, w), (_, s)| (r + s.hits, w + s.emitted))
+        });
+        let stage = probes::stage::NAMES
+            .iter()
+            .find(|&&(_, v)| v == session.stop_after)
+            .map_or("?", |&(n, _)| n);
+        log::warn!(
+            "SKBTRACE_STOP_AFTER={stage}: the programs ran {runs} times and wrote {written} events; the reader decoded {decoded}"
+        );
+    }
     if let Ok(stats) = session.stats() {
         let mut c = corr.borrow_mut();
         for (id, s) in stats {

@@ -638,11 +638,12 @@ mod tests {
             "reserve",
             "fill",
             "decode",
+            "stamp",
         ]
         .iter()
         .map(|n| parse_stop_after(Some(n)).unwrap())
         .collect();
-        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8]);
         let e = parse_stop_after(Some("write")).unwrap_err().to_string();
         assert!(
             e.contains("`write` is not a stage") && e.contains("entry, locate"),
