@@ -19,7 +19,13 @@
 #      the rounds. On a shared VM one round says little: keep ROUNDS >= 4.
 # Usage: sudo bench/stages.sh [seconds per run, default 8]
 #   ROUNDS=N repeats section 2 (default 4); ONLY=1 or ONLY=2 runs one section.
+#   SPARE_CPU=1: iperf3 on CPU 0, skbtrace on the other CPUs (as in trace.sh).
 set -euo pipefail
+if [ -n "${SPARE_CPU:-}" ]; then
+    n=$(nproc)
+    [ "$n" -ge 2 ] || { echo "SPARE_CPU=1 needs 2 CPUs or more" >&2; exit 2; }
+    export IPERF_AFFINITY=0,0 SKB_CPUS="1-$((n - 1))"
+fi
 ONLY=${ONLY:-}
 ROUNDS=${ROUNDS:-4}
 cd "$(dirname "$0")/.."

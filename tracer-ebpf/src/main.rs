@@ -528,8 +528,7 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
         return;
     }
 
-    let Some(slot) = staging::begin() else {
-        bump(probe, |s| s.lost += 1);
+    let Some(slot) = begin_or_lose(probe) else {
         return;
     };
     if stopped_after(stage::RESERVE) {
@@ -614,13 +613,22 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
     staging::commit(slot, probe);
 }
 
+/// A batch slot for `probe`'s event, or the event counted lost.
+#[inline(always)]
+fn begin_or_lose(probe: u16) -> Option<staging::Slot> {
+    let slot = staging::begin();
+    if slot.is_none() {
+        bump(probe, |s| s.lost += 1);
+    }
+    slot
+}
+
 /// `SKBTRACE_STOP_AFTER=stamp` (see `stage::STAMP`): a timestamp and the
 /// skb's address, written as a header-only event; the other header fields
 /// keep whatever the batch slot held (the reader only decodes).
 #[inline(always)]
 fn stamp_only(skb: u64, probe: u16, meth: u8, extra: u8) {
-    let Some(slot) = staging::begin() else {
-        bump(probe, |s| s.lost += 1);
+    let Some(slot) = begin_or_lose(probe) else {
         return;
     };
     let ev = slot.ev;
