@@ -539,11 +539,13 @@ fn on_skb<const BTF: bool>(skb: u64, probe: u16, meth: u8, extra: u8, reason: u3
     // SAFETY: `ev` points at this CPU's staging slot (staging.rs), owned
     // until commit; every field but ts_ns (stamped by begin) is written here.
     unsafe {
-        (*ev).version = EVENT_VERSION;
-        (*ev).probe = probe;
-        (*ev).method = meth;
-        (*ev).flags = fl | if s.l2 != 0 { flags::L2 } else { 0 };
-        (*ev).skb = skb;
+        write_header(
+            ev,
+            probe,
+            meth,
+            fl | if s.l2 != 0 { flags::L2 } else { 0 },
+            skb,
+        );
         (*ev).head = s.head;
         (*ev).fingerprint = fp;
         let pid_tgid = bpf_get_current_pid_tgid();
@@ -634,14 +636,26 @@ fn stamp_only(skb: u64, probe: u16, meth: u8, extra: u8) {
     let ev = slot.ev;
     // SAFETY: `ev` is this CPU's staging slot, owned until commit.
     unsafe {
-        (*ev).version = EVENT_VERSION;
-        (*ev).probe = probe;
-        (*ev).method = meth;
-        (*ev).flags = extra;
-        (*ev).skb = skb;
+        write_header(ev, probe, meth, extra, skb);
         (*ev).cap_len = 0;
     }
     staging::commit(slot, probe);
+}
+
+/// The fields every event starts with, the same in on_skb, stamp_only and
+/// on_sendmsg.
+///
+/// # Safety
+/// `ev` must be this CPU's staging slot, owned until commit.
+#[inline(always)]
+unsafe fn write_header(ev: *mut Event, probe: u16, meth: u8, fl: u8, skb: u64) {
+    unsafe {
+        (*ev).version = EVENT_VERSION;
+        (*ev).probe = probe;
+        (*ev).method = meth;
+        (*ev).flags = fl;
+        (*ev).skb = skb;
+    }
 }
 
 /// A 16-byte name (`comm`, `net_device.name`) at `off` in a BTF-typed
@@ -825,10 +839,7 @@ fn on_sendmsg(meth: u8, len: u64) {
     // SAFETY: exclusively owned ring-buffer slot; every field is written.
     unsafe {
         core::ptr::write_bytes(ev, 0, 1);
-        (*ev).version = EVENT_VERSION;
-        (*ev).probe = probe;
-        (*ev).method = meth;
-        (*ev).flags = flags::NO_SKB;
+        write_header(ev, probe, meth, flags::NO_SKB, 0);
         // A whole event per record.
         (*ev).wire_len = size_of::<Event>() as u16;
         (*ev).ts_ns = bpf_ktime_get_ns();
