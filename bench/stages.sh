@@ -21,14 +21,12 @@
 #   ROUNDS=N repeats section 2 (default 4); ONLY=1 or ONLY=2 runs one section.
 #   SPARE_CPU=1: iperf3 on CPU 0, skbtrace on the other CPUs (as in trace.sh).
 set -euo pipefail
-if [ -n "${SPARE_CPU:-}" ]; then
-    n=$(nproc)
-    [ "$n" -ge 2 ] || { echo "SPARE_CPU=1 needs 2 CPUs or more" >&2; exit 2; }
-    export IPERF_AFFINITY=0,0 SKB_CPUS="1-$((n - 1))"
-fi
 ONLY=${ONLY:-}
 ROUNDS=${ROUNDS:-4}
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib/veth-follow.sh
+. bench/lib/veth-follow.sh
+spare_cpu_from_env
 SECS=${1:-8}
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces, BPF)" >&2; exit 2; }
 for t in ip iperf3 bpftool python3; do
@@ -42,8 +40,6 @@ TMP=$(mktemp -d)
 NET=10.233.0
 SKB_PID=""; SRV_PID=""
 STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
-# shellcheck source=bench/lib/veth-follow.sh
-. bench/lib/veth-follow.sh
 cleanup() {
     [ -n "$SKB_PID" ] && kill -INT "$SKB_PID" 2>/dev/null && wait "$SKB_PID" 2>/dev/null || true
     sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS" || true

@@ -27,16 +27,14 @@
 #   Without it, on 2 vCPUs, iperf3 uses both and the reader takes its CPU
 #   time from them (README: "Where the traced TCP throughput goes").
 set -euo pipefail
-if [ -n "${SPARE_CPU:-}" ]; then
-    n=$(nproc)
-    [ "$n" -ge 2 ] || { echo "SPARE_CPU=1 needs 2 CPUs or more" >&2; exit 2; }
-    export IPERF_AFFINITY=0,0 SKB_CPUS="1-$((n - 1))"
-fi
 ONLY=${ONLY:-}
 unset SKBTRACE_STOP_AFTER # a stages.sh setting: this bench measures the whole pipeline
 FOLLOW_ARGS=${FOLLOW_ARGS:-}
 ROUNDS=${ROUNDS:-1}
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib/veth-follow.sh
+. bench/lib/veth-follow.sh
+spare_cpu_from_env
 SECS=${1:-10}
 cargo build --release --bins -p tracer >/dev/null
 cargo build --release -p tests --example udp_blast >/dev/null
@@ -46,8 +44,6 @@ NS1=skbbench1-$$; NS2=skbbench2-$$; A=sbba$$; B=sbbb$$
 TMP=$(mktemp -d)
 NET=10.231.0
 SKB_PID=""; SRV_PID=""; SPIN_PID=""
-# shellcheck source=bench/lib/veth-follow.sh
-. bench/lib/veth-follow.sh
 cleanup() {
     [ -n "$SKB_PID" ] && kill -INT "$SKB_PID" 2>/dev/null || true
     [ -n "$SPIN_PID" ] && kill "$SPIN_PID" 2>/dev/null || true

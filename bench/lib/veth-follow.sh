@@ -30,6 +30,16 @@ tcp_gbps() {
         | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 3))'
 }
 
+# SPARE_CPU=1 (trace.sh, stages.sh): iperf3's two ends on CPU 0 and
+# skbtrace on the other CPUs, through IPERF_AFFINITY and SKB_CPUS.
+spare_cpu_from_env() {
+    [ -n "${SPARE_CPU:-}" ] || return 0
+    local n
+    n=$(nproc)
+    [ "$n" -ge 2 ] || { echo "SPARE_CPU=1 needs 2 CPUs or more" >&2; exit 2; }
+    export IPERF_AFFINITY=0,0 SKB_CPUS="1-$((n - 1))"
+}
+
 # The command that starts skbtrace: SKB_CPUS=LIST (taskset -c) keeps it
 # on those CPUs; taskset execs it, so $! is skbtrace's own PID.
 skb_cmd() {

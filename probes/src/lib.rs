@@ -264,6 +264,11 @@ pub mod stage {
         ("decode", DECODE),
         ("stamp", STAMP),
     ];
+
+    /// The `SKBTRACE_STOP_AFTER` name of a stage value.
+    pub fn name(stage: u32) -> Option<&'static str> {
+        NAMES.iter().find(|&&(_, v)| v == stage).map(|&(n, _)| n)
+    }
 }
 
 /// One hop of one packet, as written to the ring buffer.

@@ -355,25 +355,19 @@ pub fn follow(opts: FollowOptions) -> anyhow::Result<FollowResult> {
 
     // Whatever is still open ends here, as incomplete.
     corr.borrow_mut().finish_each(emit_one);
+    let stats = session.stats().unwrap_or_default();
     if session.stop_after != 0 {
         // What a stage run did, since it makes no timelines to count.
-        let (runs, written) = session.stats().map_or((0, 0), |st| {
-            st.iter()
-                .fold((0, 0), |(r, w), (_, s)| (r + s.hits, w + s.emitted))
-        });
-        let stage = probes::stage::NAMES
+        let (runs, written) = stats
             .iter()
-            .find(|&&(_, v)| v == session.stop_after)
-            .map_or("?", |&(n, _)| n);
+            .fold((0, 0), |(r, w), (_, s)| (r + s.hits, w + s.emitted));
+        let stage = probes::stage::name(session.stop_after).unwrap_or("?");
         log::warn!(
             "SKBTRACE_STOP_AFTER={stage}: the programs ran {runs} times and wrote {written} events; the reader decoded {decoded}"
         );
     }
-    if let Ok(stats) = session.stats() {
-        let mut c = corr.borrow_mut();
-        for (id, s) in stats {
-            c.note_lost(id, s.lost);
-        }
+    for (id, s) in &stats {
+        corr.borrow_mut().note_lost(*id, s.lost);
     }
     let mut summary = corr.borrow().summary();
     summary.sample = (opts.sample_every > 1).then_some(opts.sample_every);

@@ -644,6 +644,9 @@ mod tests {
         .map(|n| parse_stop_after(Some(n)).unwrap())
         .collect();
         assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8]);
+        // The exit report names the stage back from its value.
+        assert_eq!(probes::stage::name(8), Some("stamp"));
+        assert_eq!(probes::stage::name(0), None);
         let e = parse_stop_after(Some("write")).unwrap_err().to_string();
         assert!(
             e.contains("`write` is not a stage") && e.contains("entry, locate"),
